@@ -1,0 +1,49 @@
+"""Start Adapter Studio: prepare the bundled model, open the store, launch the web UI."""
+
+import argparse
+import logging
+import sys
+
+from studio.errors import StudioError
+from studio.models import prepare_bundled_model
+from studio.settings import auth_pairs, load_settings
+from studio.store import Store
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Adapter Studio web UI. Settings come from STUDIO_* variables (see README).")
+    parser.add_argument("--host", help="address to listen on (default STUDIO_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default STUDIO_PORT, 7860)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    try:
+        settings = load_settings()
+        store = Store(settings.db_path)
+        model_dir = prepare_bundled_model(settings.models_dir)
+        auth = auth_pairs(settings.auth)
+    except StudioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from studio.ui import CSS, build_app  # gradio loads slowly: import it once the checks above passed
+
+    app = build_app(settings, store, model_dir)
+    app.queue(default_concurrency_limit=4)
+    app.launch(
+        server_name=args.host or settings.host,
+        server_port=args.port or settings.port,
+        auth=auth or None,
+        share=False,
+        max_file_size=settings.max_upload_bytes,
+        blocked_paths=[str(settings.home)],
+        css=CSS,
+        footer_links=[],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Adapter Studio: fine-tune open LLMs with LoRA/QLoRA by clicking, not coding."""

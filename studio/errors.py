@@ -1,0 +1,25 @@
+"""Typed errors whose message is written for the person using the studio.
+
+The UI turns a StudioError into a visible message, the CLI into exit code 2;
+anything else is a bug and is logged with its traceback.
+"""
+
+
+class StudioError(Exception):
+    """An error with a plain-language message that says what is wrong and what to do."""
+
+
+class DataError(StudioError):
+    """An uploaded or given data file cannot be used."""
+
+
+class ModelError(StudioError):
+    """A base model cannot be found, loaded or trusted."""
+
+
+class SettingsError(StudioError):
+    """An environment setting has a value the studio cannot use."""
+
+
+class NotFound(StudioError):
+    """A named dataset, job or adapter does not exist in the store."""

@@ -1,0 +1,96 @@
+"""Prompt templates (data files in templates/prompts/) and rendering records with them.
+
+A rendered example is a list of segments, each marked trained or not: the preview
+colours them, and training puts loss on the trained ones only.
+"""
+
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from studio.errors import DataError
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "prompts"
+DEFAULT_TEMPLATE = "alpaca"
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    title: str
+    help: str
+    kind: str  # "alpaca" or "chat"
+    with_input: str = ""
+    without_input: str = ""
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    trained: bool
+
+
+@lru_cache(maxsize=None)
+def templates() -> dict[str, Template]:
+    """Every template file, by name."""
+    found = {}
+    for path in sorted(TEMPLATES_DIR.glob("*.toml")):
+        found[path.stem] = Template(name=path.stem, **tomllib.loads(path.read_text()))
+    return found
+
+
+def get_template(name: str) -> Template:
+    try:
+        return templates()[name]
+    except KeyError:
+        raise DataError(f"There is no prompt template called '{name}'. Choose one of: {', '.join(templates())}.") from None
+
+
+def render(record: dict, template: Template, tokenizer) -> list[Segment]:
+    """Render a normalised record into prompt and response segments.
+
+    `record` holds either instruction/input/output or messages (role/content dicts).
+    Raises DataError when the template cannot render this kind of record.
+    """
+    if template.kind == "chat":
+        return _render_chat(_as_messages(record), tokenizer)
+    if "messages" in record:
+        record = _as_alpaca(record["messages"], template)
+    form = template.with_input if record.get("input") else template.without_input
+    prompt = form.format(instruction=record["instruction"], input=record.get("input", ""))
+    return [Segment(prompt, False), Segment(record["output"] + tokenizer.eos_token, True)]
+
+
+def _as_messages(record: dict) -> list[dict]:
+    if "messages" in record:
+        return record["messages"]
+    user = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": record["output"]}]
+
+
+def _as_alpaca(messages: list[dict], template: Template) -> dict:
+    turns = [m for m in messages if m["role"] != "system"]
+    if len(turns) != 2:
+        raise DataError(
+            f"The '{template.name}' template takes one question and one answer, but this data holds "
+            "multi-turn conversations. Choose the 'chat' template to keep every turn."
+        )
+    return {"instruction": turns[0]["content"], "output": turns[1]["content"]}
+
+
+def _render_chat(messages: list[dict], tokenizer) -> list[Segment]:
+    if not getattr(tokenizer, "chat_template", None):
+        raise DataError("This base model has no chat template. Choose the 'alpaca' template instead.")
+    segments, done = [], ""
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prefix = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True, tokenize=False)
+        full = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not (prefix.startswith(done) and full.startswith(prefix)):
+            raise DataError("This model's chat template cannot be split into prompt and answer. Choose the 'alpaca' template.")
+        segments += [Segment(prefix[len(done):], False), Segment(full[len(prefix):], True)]
+        done = full
+    return segments
+

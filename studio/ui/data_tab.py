@@ -1,0 +1,86 @@
+"""The Data tab: upload a file, see its mapping, problems and rendered preview, save it."""
+
+from pathlib import Path
+
+import gradio as gr
+
+from studio.data import DEFAULT_MAX_LENGTH, DROPPABLE_KINDS, ISSUE_KINDS, DataReport, inspect_file, save_dataset
+from studio.errors import StudioError
+from studio.models import load_tokenizer
+from studio.prompts import templates
+from studio.readers import FORMATS
+from studio.settings import Settings
+from studio.store import Store
+from studio.ui import html
+from studio.ui.errors import shown_to_user
+
+ROLES = ["instruction", "input", "output", "messages"]
+DATASET_HEADERS = ["id", "name", "rows", "format", "template", "validation %", "saved"]
+
+
+def dataset_rows(store: Store) -> list[list]:
+    return [[d.id, d.name, d.rows, d.format, d.template, round(d.validation_fraction * 100), d.created] for d in store.datasets()]
+
+
+def build(settings: Settings, store: Store, model_dir: Path) -> None:
+    report_state = gr.State(None)
+    gr.Markdown("Upload your examples: each row is an instruction and the answer you want the model to learn. "
+                "Supported: JSON, JSONL, CSV, TSV, Excel (.xlsx) and Parquet.")
+    upload = gr.File(label="Instruction data file", file_types=list(FORMATS), elem_id="data-upload")
+    with gr.Row():
+        template = gr.Dropdown([("Automatic (by the kind of records)", "")] + [(t.title, t.name) for t in templates().values()],
+                               value="", label="Prompt format", info="How each example is shown to the model.")
+        max_length = gr.Number(DEFAULT_MAX_LENGTH, precision=0, minimum=16, label="Maximum length (tokens)",
+                               info="Longer rows are cut in training; most instruction data fits in 512.")
+    with gr.Accordion("Column mapping (which column holds what)", open=False):
+        columns = [gr.Dropdown([], value=None, label=f"{role.capitalize()} column", allow_custom_value=False) for role in ROLES]
+        recheck = gr.Button("Check again with these settings")
+    status = gr.HTML(elem_id="data-status")
+    problems = gr.HTML(elem_id="data-problems")
+    drop = gr.CheckboxGroup([(ISSUE_KINDS[k].title, k) for k in DROPPABLE_KINDS], label="Drop rows with these problems",
+                            info="Rows with empty text or broken conversations are always left out.", elem_id="data-drop")
+    with gr.Row():
+        preview = gr.HTML(elem_id="data-preview")
+        histogram = gr.HTML(elem_id="data-histogram")
+    with gr.Row():
+        name = gr.Textbox(label="Dataset name", info="A label for this dataset in the studio.")
+        validation = gr.Slider(0, 20, value=5, step=1, label="Held out for validation (%)",
+                               info="Rows kept aside to measure the model on examples it did not train on.")
+    save = gr.Button("Save dataset", variant="primary", elem_id="data-save")
+    saved = gr.HTML(elem_id="data-saved")
+    table = gr.Dataframe(dataset_rows(store), headers=DATASET_HEADERS, interactive=False, label="Saved datasets")
+
+    def analyse(file, template_name, length, detect, *chosen):
+        if not file:
+            return [None, "", "", "", ""] + [gr.update()] * len(ROLES) + [gr.update()]
+        path = Path(file)
+        mapping = None if detect else {role: column for role, column in zip(ROLES, chosen) if column}
+        try:
+            report = inspect_file(path, load_tokenizer(model_dir), max_bytes=settings.max_upload_bytes, name=path.name,
+                                  mapping=mapping, template=template_name or None, max_length=int(length or DEFAULT_MAX_LENGTH))
+        except StudioError as error:
+            return [None, html.message(str(error)), "", "", ""] + [gr.update()] * len(ROLES) + [gr.update()]
+        dropdowns = [gr.update(choices=[("(none)", "")] + [(c, c) for c in report.columns], value=report.mapping.get(role, "")) for role in ROLES]
+        return [report, html.summary(report, set()), html.problems(report), html.preview(report, set()), html.histogram(report)] + dropdowns + [path.stem]
+
+    outputs = [report_state, status, problems, preview, histogram, *columns, name]
+    upload.upload(lambda f, t, n, *c: analyse(f, t, n, True, *c), [upload, template, max_length, *columns], outputs)
+    for trigger in (recheck.click, template.input, max_length.submit):
+        trigger(lambda f, t, n, *c: analyse(f, t, n, False, *c), [upload, template, max_length, *columns], outputs)
+
+    def redraw(report: DataReport | None, kinds: list[str]):
+        if report is None:
+            return gr.update(), gr.update()
+        return html.summary(report, set(kinds)), html.preview(report, set(kinds))
+
+    drop.change(redraw, [report_state, drop], [status, preview])
+
+    @shown_to_user
+    def save_current(report: DataReport | None, kinds: list[str], label: str, percent: float):
+        if report is None:
+            raise StudioError("Upload a data file first; there is nothing to save yet.")
+        record = save_dataset(store, settings.datasets_dir, report, name=label, drop=set(kinds), validation_fraction=percent / 100)
+        note = f"Saved as '{record.name}' (dataset {record.id}, {record.rows} rows)."
+        return html.message(note, ok=True), dataset_rows(store)
+
+    save.click(save_current, [report_state, drop, name, validation], [saved, table])

@@ -1,0 +1,50 @@
+"""Small HTML renderers for reports, kept apart from the layout so they stay plain functions."""
+
+from html import escape
+
+from studio.data import ISSUE_KINDS, DataReport, length_histogram
+
+
+def message(text: str, ok: bool = False) -> str:
+    return f'<div class="{"studio-ok" if ok else "studio-error"}">{escape(text)}</div>'
+
+
+def summary(report: DataReport, drop: set[str]) -> str:
+    mapping = ", ".join(f"{role} ← <b>{escape(column)}</b>" for role, column in report.mapping.items())
+    kept = len(report.kept_indices(drop))
+    return (
+        f'<div class="studio-ok"><b>{escape(report.file_name)}</b>: {report.format.upper()} file, '
+        f'{"conversations" if report.shape == "chat" else "instruction records"}; columns: {mapping}.<br>'
+        f"<b>{kept}</b> of {len(report.records)} rows will be used "
+        f"(template <b>{escape(report.template)}</b>, maximum length {report.max_length} tokens).</div>"
+    )
+
+
+def problems(report: DataReport) -> str:
+    if not report.issues:
+        return message("No problems found.", ok=True)
+    items = "".join(f"<li><b>{escape(ISSUE_KINDS[i.kind].title)}</b> — {escape(i.message.split(': ', 1)[1])}</li>" for i in report.issues)
+    return f'<div class="studio-problems"><b>Problems found</b><ul>{items}</ul></div>'
+
+
+def preview(report: DataReport, drop: set[str], limit: int = 5) -> str:
+    blocks = []
+    for index in report.kept_indices(drop)[:limit]:
+        parts = "".join(
+            f'<span class="{"studio-response" if s.trained else "studio-prompt"}">{escape(s.text)}</span>'
+            for s in report.segments[index]
+        )
+        blocks.append(f'<div class="studio-example"><small>Row {index + 1} · {report.token_counts[index]} tokens</small><pre>{parts}</pre></div>')
+    legend = '<p>Grey: the prompt the model reads. <span class="studio-response">Green: the answer it learns to write.</span></p>'
+    return legend + "".join(blocks)
+
+
+def histogram(report: DataReport) -> str:
+    bins = length_histogram(report)
+    top = max((count for _, count in bins), default=0) or 1
+    over = sum(1 for i in report.kept_indices() if report.token_counts[i] > report.max_length)
+    rows = "".join(
+        f'<tr><td>{label}</td><td><span class="studio-bar" style="width:{200 * count // top}px"></span> {count}</td></tr>'
+        for label, count in bins
+    )
+    return f"<b>Tokens per row</b> ({over} over the maximum of {report.max_length})<table>{rows}</table>"
