@@ -29,8 +29,9 @@ DEFAULT_MAX_LENGTH = 512
 DEFAULT_VALIDATION_FRACTION = 0.05
 MIN_VALIDATION_ROWS = 5
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[A-Za-z]{2,}")
-PHONE = re.compile(r"(?<![\w+])\+?(?:\d{1,3}[ .-]?)?\(?\d{2,4}\)?[ .-]\d{3,4}[ .-]?\d{3,4}(?![\w])")
+EMAIL = r"[\w.+-]+@[\w-]+\.[A-Za-z]{2,}"
+PHONE = r"(?<![\w+])\+?(?:\d{1,3}[ .-]?)?\(?\d{2,4}\)?[ .-]\d{3,4}[ .-]?\d{3,4}(?![\w])"
+PERSONAL_DATA = re.compile(f"{EMAIL}|{PHONE}")
 
 
 @dataclass(frozen=True)
@@ -212,14 +213,18 @@ def _duplicates(records: list[dict | None]) -> list[int]:
 
 
 def _has_personal_data(record: dict) -> bool:
-    text = json.dumps(record, ensure_ascii=False)
-    return bool(EMAIL.search(text) or PHONE.search(text))
+    texts = [m["content"] for m in record["messages"]] if "messages" in record else record.values()
+    return bool(PERSONAL_DATA.search("\n".join(texts)))
 
 
 def count_tokens(segments: list[list[Segment] | None], tokenizer) -> list[int]:
     """Tokens per rendered row (0 for unusable rows), tokenised in one batch for speed."""
     texts = [s.text for row in segments if row for s in row]
-    lengths = iter(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else iter(())
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # the Rust tokenizer skips Python-side conversions
+    if backend is not None:
+        lengths = iter([len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)])
+    else:
+        lengths = iter([len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]) if texts else iter(())
     return [sum(next(lengths) for _ in row) if row else 0 for row in segments]
 
 

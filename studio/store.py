@@ -4,6 +4,7 @@ WAL mode lets the web app and the worker processes read and write it at the same
 """
 
 import json
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,13 +68,24 @@ class DatasetRecord:
 
 
 class Store:
-    """The studio's database file, migrated to the latest schema on open."""
+    """The studio's database file, migrated to the latest schema on open.
+
+    Each thread gets its own connection: SQLite connections must stay in the thread that
+    made them, and the web server runs callbacks in many threads.
+    """
 
     def __init__(self, path: Path) -> None:
-        self.db = sqlite_utils.Database(path)
-        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.path = path
+        self._local = threading.local()
         self.db.enable_wal()
         self._migrate()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        if not hasattr(self._local, "db"):
+            self._local.db = sqlite_utils.Database(self.path)
+            self._local.db.execute("PRAGMA busy_timeout = 30000")
+        return self._local.db
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -92,8 +104,8 @@ class Store:
             if existing:
                 self.db["datasets"].update(existing.id, {k: v for k, v in fields.items() if k != "created"})
                 return self.dataset(existing.id)
-            self.db["datasets"].insert({**fields, "created": now()})
-            return self.dataset(self.db["datasets"].last_pk)
+            table = self.db["datasets"].insert({**fields, "created": now()})
+            return self.dataset(table.last_pk)
 
     def dataset(self, dataset_id: int) -> DatasetRecord:
         try:

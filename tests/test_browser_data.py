@@ -1,0 +1,34 @@
+"""The Data tab in a real Chromium: upload, see problems and the preview, drop rows, save."""
+
+from conftest import FIXTURES, screenshot
+
+
+def upload(page, url, name):
+    page.goto(url)
+    page.locator("#data-upload input[type=file]").set_input_files(str(FIXTURES / name))
+
+
+def test_upload_shows_mapping_problems_and_preview_then_saves(studio_server, page):
+    upload(page, studio_server, "problems.jsonl")
+    status = page.locator("#data-status")
+    status.get_by_text("7 of 9 rows will be used").wait_for(timeout=60_000)
+    problems = page.locator("#data-problems").inner_text()
+    assert "Exact duplicate of an earlier row — 1 row (row 5)" in problems
+    assert "personal data" in problems and "(rows 7, 9)" in problems
+    preview = page.locator("#data-preview")
+    assert preview.locator(".studio-example .studio-response").first.inner_text() == "Bonjour<|im_end|>"
+    assert "### Instruction:\nTranslate to French." in preview.locator(".studio-example .studio-prompt").first.inner_text()
+    assert "Tokens per row" in page.locator("#data-histogram").inner_text()
+
+    page.get_by_label("Exact duplicate of an earlier row").check()
+    status.get_by_text("6 of 9 rows will be used").wait_for()
+    screenshot(page, "data-tab")
+    page.locator("#data-save").click()
+    page.locator("#data-saved").get_by_text("Saved as 'problems'").wait_for()
+    assert "6 rows" in page.locator("#data-saved").inner_text()
+
+
+def test_a_refused_file_explains_itself_in_the_page(studio_server, page):
+    upload(page, studio_server, "missing_output.csv")
+    page.locator("#data-status").get_by_text("no column holds the output").wait_for(timeout=60_000)
+    assert "Columns found: instruction, notes" in page.locator("#data-status").inner_text()
