@@ -1,8 +1,11 @@
 """Start Adapter Studio: prepare the bundled model, open the store, launch the web UI."""
 
 import argparse
+import atexit
 import logging
+import subprocess
 import sys
+from pathlib import Path
 
 from studio.errors import StudioError
 from studio.models import prepare_bundled_model
@@ -14,6 +17,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Adapter Studio web UI. Settings come from STUDIO_* variables (see README).")
     parser.add_argument("--host", help="address to listen on (default STUDIO_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default STUDIO_PORT, 7860)")
+    parser.add_argument("--no-worker", action="store_true", help="do not start a worker; run `python -m jobs.worker` yourself")
     return parser.parse_args(argv)
 
 
@@ -28,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if not args.no_worker:
+        start_worker()
     from studio.ui import CSS, build_app  # gradio loads slowly: import it once the checks above passed
 
     app = build_app(settings, store, model_dir)
@@ -43,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         footer_links=[],
     )
     return 0
+
+
+def start_worker() -> None:
+    """The embedded worker: a process of its own, stopped with the studio."""
+    worker = subprocess.Popen([sys.executable, "-m", "jobs.worker"], cwd=Path(__file__).resolve().parent)
+    atexit.register(worker.terminate)
 
 
 if __name__ == "__main__":

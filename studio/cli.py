@@ -4,14 +4,19 @@ A StudioError is printed to stderr and exits with code 2; bad arguments exit 2 t
 """
 
 import argparse
+import dataclasses
 import json
+import logging
+import shutil
 import sys
 from pathlib import Path
 
-from studio.data import DEFAULT_MAX_LENGTH, inspect_file
+from studio.data import DEFAULT_MAX_LENGTH, inspect_file, save_dataset
 from studio.errors import StudioError
 from studio.models import load_tokenizer, resolve_model
-from studio.settings import load_settings
+from studio.settings import Settings, load_settings
+from studio.spec import TrainSpec
+from studio.store import DatasetRecord, Store
 
 
 def _mapping(text: str) -> dict[str, str]:
@@ -33,6 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--model", default="bundled", help="base model whose tokenizer counts tokens")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(run=data_check)
+
+    train = commands.add_parser("train", help="train an adapter (here, or on the queue with --enqueue)")
+    train.add_argument("--data", required=True, help="a data file, or a saved dataset's id or name")
+    train.add_argument("--model", default="bundled", help="bundled, a local model folder, or a hub id")
+    train.add_argument("--name", default="", help="the adapter's name (default: dataset and method)")
+    train.add_argument("--output", type=Path, help="also copy the finished adapter folder here")
+    train.add_argument("--enqueue", action="store_true", help="put the job on the queue instead of training here")
+    train.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    for field in dataclasses.fields(TrainSpec):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in (bool, "bool"):
+            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=field.metadata["help"])
+        else:
+            train.add_argument(flag, default=None, choices=field.metadata["choices"], help=field.metadata["help"])
+    train.set_defaults(run=train_command)
+
+    jobs = commands.add_parser("jobs", help="list jobs and their state")
+    jobs.add_argument("--json", action="store_true")
+    jobs.set_defaults(run=jobs_command)
     return parser
 
 
@@ -53,6 +77,55 @@ def data_check(args: argparse.Namespace) -> int:
         print(f"{report.usable_rows} usable rows of {len(report.records)}.")
         for issue in report.issues:
             print(f"- {issue.message}")
+    return 0
+
+
+def dataset_for(ref: str, settings: Settings, store: Store, base_dir: Path) -> DatasetRecord:
+    """A saved dataset by id or name, or a data file checked and saved as the Data tab does."""
+    path = Path(ref)
+    if not path.is_file():
+        return store.find_dataset(ref)
+    report = inspect_file(path, load_tokenizer(base_dir), max_bytes=settings.max_upload_bytes)
+    return save_dataset(store, settings.datasets_dir, report, name=path.stem)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = Store(settings.db_path)
+    names = [f.name for f in dataclasses.fields(TrainSpec)]
+    spec = TrainSpec.from_dict({n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    dataset = dataset_for(args.data, settings, store, resolve_model(args.model, settings.models_dir))
+    name = args.name or f"{dataset.name}-{spec.method}"
+    if args.enqueue:
+        from jobs.control import submit_training  # opens the queue only when it is used
+
+        job = submit_training(store, dataset_id=dataset.id, base_model=args.model, spec=spec, name=name)
+        print(json.dumps({"job_id": job.id, "state": job.state}) if args.json else f"Job {job.id} is queued.")
+        return 0
+    from jobs.run import run_job
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    job = store.add_job(kind="train", name=name, dataset_id=dataset.id, base_model=args.model, spec=spec.to_json())
+    result = run_job(settings, store, job.id)
+    if result is None:
+        raise StudioError(store.job(job.id).error)
+    if args.output:
+        shutil.copytree(result.adapter_dir, args.output, dirs_exist_ok=True)
+    outcome = {"job_id": job.id, "adapter_id": store.job(job.id).adapter_id, "adapter_dir": str(args.output or result.adapter_dir),
+               "state": store.job(job.id).state, **result.summary()}
+    print(json.dumps(outcome) if args.json else f"Adapter saved in {outcome['adapter_dir']} after {result.steps} steps "
+          f"(final loss {result.final_loss:.4f}, {result.tokens} tokens, {result.seconds:.0f} s).")
+    return 0
+
+
+def jobs_command(args: argparse.Namespace) -> int:
+    store = Store(load_settings().db_path)
+    rows = [{"id": j.id, "name": j.name, "state": j.state, "step": j.step, "total_steps": j.total_steps,
+             "created": j.created, "error": j.error} for j in store.jobs()]
+    if args.json:
+        print(json.dumps(rows))
+    for row in rows if not args.json else []:
+        print(f"{row['id']:>4}  {row['state']:<12} {row['step']}/{row['total_steps']:<8} {row['name']}  {row['error'] or ''}")
     return 0
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.errors import DataError
-from studio.prompts import DEFAULT_TEMPLATE, Segment, get_template, render
+from studio.prompts import DEFAULT_TEMPLATE, Segment, get_template, render, token_ids
 from studio.readers import Table, read_table
 from studio.store import DatasetRecord, Store
 
@@ -219,12 +219,7 @@ def _has_personal_data(record: dict) -> bool:
 
 def count_tokens(segments: list[list[Segment] | None], tokenizer) -> list[int]:
     """Tokens per rendered row (0 for unusable rows), tokenised in one batch for speed."""
-    texts = [s.text for row in segments if row for s in row]
-    backend = getattr(tokenizer, "backend_tokenizer", None)  # the Rust tokenizer skips Python-side conversions
-    if backend is not None:
-        lengths = iter([len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)])
-    else:
-        lengths = iter([len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]) if texts else iter(())
+    lengths = iter(len(ids) for ids in token_ids([s.text for row in segments if row for s in row], tokenizer))
     return [sum(next(lengths) for _ in row) if row else 0 for row in segments]
 
 
@@ -270,8 +265,9 @@ def save_dataset(store: Store, datasets_dir: Path, report: DataReport, *, name: 
     )
 
 
-def load_records(dataset: DatasetRecord) -> list[dict]:
-    with open(dataset.path, encoding="utf-8") as lines:
+def load_records(path: Path) -> list[dict]:
+    """The normalised records of a saved dataset file."""
+    with open(path, encoding="utf-8") as lines:
         return [json.loads(line) for line in lines]
 
 

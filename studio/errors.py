@@ -23,3 +23,11 @@ class SettingsError(StudioError):
 
 class NotFound(StudioError):
     """A named dataset, job or adapter does not exist in the store."""
+
+
+class SpecError(StudioError):
+    """A training setting is out of range or contradicts another."""
+
+
+class JobError(StudioError):
+    """A job cannot be started, cancelled or resumed in its current state."""

@@ -145,3 +145,43 @@ def load_tokenizer(model_dir: Path):
 
     return AutoTokenizer.from_pretrained(str(model_dir))
 
+
+
+# Layer names of the LoRA target presets, per architecture (config.model_type).
+LORA_TARGETS = {
+    "llama": {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
+              "all-linear": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
+}
+for _alias in ("mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"):
+    LORA_TARGETS[_alias] = LORA_TARGETS["llama"]
+
+
+def lora_targets(model_type: str, preset: str) -> list[str] | str:
+    """Layer names for a target preset; peft's own 'all-linear' for unknown architectures."""
+    if model_type in LORA_TARGETS:
+        return LORA_TARGETS[model_type][preset]
+    if preset == "all-linear":
+        return "all-linear"
+    raise ModelError(f"The studio has no 'attention' preset for {model_type} models yet. Choose 'all-linear'.")
+
+
+def load_base_model(model_dir: Path, *, quantize_4bit: bool, device, allow_code: bool = False):
+    """Load a base model for training or serving: full precision, or 4-bit NF4 for QLoRA.
+
+    QLoRA uses NF4 with double quantisation and bf16 compute, as the QLoRA paper does.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    options = {"dtype": torch.float32, "trust_remote_code": allow_code}
+    if quantize_4bit:
+        options["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16,
+        )
+        options["device_map"] = {"": device.name}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), **options)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"Could not load the model in '{model_dir}': {error}") from None
+    return model if quantize_4bit else model.to(device.name)

@@ -94,3 +94,35 @@ def _render_chat(messages: list[dict], tokenizer) -> list[Segment]:
         done = full
     return segments
 
+
+
+def token_ids(texts: list[str], tokenizer) -> list[list[int]]:
+    """Token ids of many texts in one batch, without special tokens.
+
+    The Rust tokenizer behind a fast tokenizer skips transformers' per-text Python work.
+    """
+    if not texts:
+        return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def encode(rows: list[list[Segment]], tokenizer, max_length: int, responses_only: bool = True) -> list[dict]:
+    """Token ids and labels per row, cut at max_length; labels are -100 where no loss is taken.
+
+    Rows whose trained part is cut away entirely are left out: they would teach nothing.
+    """
+    ids = iter(token_ids([s.text for row in rows for s in row], tokenizer))
+    encoded = []
+    for row in rows:
+        input_ids, labels = [], []
+        for segment in row:
+            part = next(ids)
+            input_ids += part
+            labels += part if segment.trained or not responses_only else [-100] * len(part)
+        input_ids, labels = input_ids[:max_length], labels[:max_length]
+        if any(label != -100 for label in labels):
+            encoded.append({"input_ids": input_ids, "labels": labels})
+    return encoded

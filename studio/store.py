@@ -38,7 +38,57 @@ def _v1_datasets(db: sqlite_utils.Database) -> None:
     db["datasets"].create_index(["content_hash"], unique=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets]
+def _v2_jobs(db: sqlite_utils.Database) -> None:
+    db["jobs"].create(
+        {
+            "id": int,
+            "kind": str,  # train
+            "state": str,  # queued, running, succeeded, failed, cancelled, interrupted
+            "name": str,
+            "dataset_id": int,
+            "base_model": str,
+            "spec": str,
+            "task_id": str,
+            "cancel_requested": int,
+            "worker": str,
+            "heartbeat": float,
+            "step": int,
+            "total_steps": int,
+            "error": str,
+            "adapter_id": int,
+            "created": str,
+            "started": str,
+            "finished": str,
+        },
+        pk="id",
+        defaults={"cancel_requested": 0, "step": 0, "total_steps": 0},
+    )
+    db["jobs"].create_index(["state"])
+    db["metrics"].create(
+        {"job_id": int, "step": int, "epoch": float, "loss": float, "eval_loss": float, "learning_rate": float,
+         "grad_norm": float, "tokens_per_second": float, "memory_mb": float, "seconds": float},
+        pk=("job_id", "step"),
+    )
+    db["adapters"].create(
+        {
+            "id": int,
+            "name": str,
+            "job_id": int,
+            "path": str,
+            "base_model": str,
+            "dataset_hash": str,
+            "method": str,
+            "spec": str,
+            "summary": str,  # JSON: steps, final loss, tokens, seconds
+            "status": str,  # complete or cancelled (a usable adapter of a stopped run)
+            "parent_id": int,
+            "created": str,
+        },
+        pk="id",
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs]
 
 
 def now() -> str:
@@ -65,6 +115,59 @@ class DatasetRecord:
     @classmethod
     def from_row(cls, row: dict) -> "DatasetRecord":
         return cls(**{**row, "mapping": json.loads(row["mapping"]), "path": Path(row["path"])})
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    kind: str
+    state: str
+    name: str
+    dataset_id: int
+    base_model: str
+    spec: dict
+    task_id: str | None
+    cancel_requested: int
+    worker: str | None
+    heartbeat: float | None
+    step: int
+    total_steps: int
+    error: str | None
+    adapter_id: int | None
+    created: str
+    started: str | None
+    finished: str | None
+
+    @classmethod
+    def from_row(cls, row: dict) -> "JobRecord":
+        return cls(**{**row, "spec": json.loads(row["spec"])})
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINISHED
+
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class AdapterRecord:
+    id: int
+    name: str
+    job_id: int | None
+    path: Path
+    base_model: str
+    dataset_hash: str
+    method: str
+    spec: dict
+    summary: dict
+    status: str
+    parent_id: int | None
+    created: str
+
+    @classmethod
+    def from_row(cls, row: dict) -> "AdapterRecord":
+        return cls(**{**row, "spec": json.loads(row["spec"]), "summary": json.loads(row["summary"]), "path": Path(row["path"])})
 
 
 class Store:
@@ -117,5 +220,65 @@ class Store:
         rows = list(self.db["datasets"].rows_where("content_hash = ?", [content_hash]))
         return DatasetRecord.from_row(rows[0]) if rows else None
 
+    def find_dataset(self, ref: str) -> DatasetRecord:
+        """A saved dataset by id or by name (the newest of that name)."""
+        for dataset in self.datasets():
+            if ref.strip() in (str(dataset.id), dataset.name):
+                return dataset
+        raise NotFound(f"No saved dataset is called '{ref}', and it is not a file. Give a data file or a saved dataset's id or name.")
+
     def datasets(self) -> list[DatasetRecord]:
         return [DatasetRecord.from_row(r) for r in self.db["datasets"].rows_where(order_by="id desc")]
+
+    # jobs
+
+    def add_job(self, *, kind: str, name: str, dataset_id: int, base_model: str, spec: str) -> JobRecord:
+        table = self.db["jobs"].insert({"kind": kind, "state": "queued", "name": name, "dataset_id": dataset_id,
+                                        "base_model": base_model, "spec": spec, "created": now()})
+        return self.job(table.last_pk)
+
+    def job(self, job_id: int) -> JobRecord:
+        try:
+            return JobRecord.from_row(self.db["jobs"].get(job_id))
+        except sqlite_utils.db.NotFoundError:
+            raise NotFound(f"There is no job {job_id}. Pick one from the Jobs list.") from None
+
+    def jobs(self, states: tuple[str, ...] | None = None) -> list[JobRecord]:
+        where = f"state in ({', '.join('?' * len(states))})" if states else None
+        return [JobRecord.from_row(r) for r in self.db["jobs"].rows_where(where, list(states or []), order_by="id desc")]
+
+    def update_job(self, job_id: int, **fields) -> None:
+        self.db["jobs"].update(job_id, fields)
+
+    def queue_position(self, job_id: int) -> int | None:
+        """1 for the next queued job to run; None when the job is not queued."""
+        queued = [r["id"] for r in self.db.query("select id from jobs where state = 'queued' order by id")]
+        return queued.index(job_id) + 1 if job_id in queued else None
+
+    def add_metrics(self, job_id: int, step: int, values: dict) -> None:
+        """Record one step's metrics, merging with what that step already has (loss and eval loss come apart)."""
+        with self.db.atomic():
+            self.db["metrics"].upsert({"job_id": job_id, "step": step, **values}, pk=("job_id", "step"))
+
+    def metrics(self, job_id: int) -> list[dict]:
+        return list(self.db["metrics"].rows_where("job_id = ?", [job_id], order_by="step"))
+
+    def drop_metrics_after(self, job_id: int, step: int) -> None:
+        """Forget metrics past a checkpoint: a resumed run writes them again."""
+        self.db["metrics"].delete_where("job_id = ? and step > ?", [job_id, step])
+
+    # adapters
+
+    def add_adapter(self, **fields) -> AdapterRecord:
+        fields = {**fields, "spec": json.dumps(fields["spec"]), "summary": json.dumps(fields["summary"]), "path": str(fields["path"])}
+        table = self.db["adapters"].insert({**fields, "created": now()})
+        return self.adapter(table.last_pk)
+
+    def adapter(self, adapter_id: int) -> AdapterRecord:
+        try:
+            return AdapterRecord.from_row(self.db["adapters"].get(adapter_id))
+        except sqlite_utils.db.NotFoundError:
+            raise NotFound(f"There is no adapter {adapter_id}. Pick one from the list of adapters.") from None
+
+    def adapters(self) -> list[AdapterRecord]:
+        return [AdapterRecord.from_row(r) for r in self.db["adapters"].rows_where(order_by="id desc")]

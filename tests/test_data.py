@@ -97,7 +97,7 @@ def test_same_content_saved_twice_is_stored_once(tokenizer, settings, store):
     first = save_dataset(store, settings.datasets_dir, report, name="support", drop={"duplicate"})
     again = save_dataset(store, settings.datasets_dir, report, name="support v2", drop={"duplicate"})
     assert first.id == again.id and len(store.datasets()) == 1 and again.name == "support v2"
-    assert len(load_records(again)) == first.rows == 6
+    assert len(load_records(again.path)) == first.rows == 6
     assert list(settings.datasets_dir.iterdir()) == [first.path]
 
 
@@ -106,7 +106,7 @@ def test_saved_datasets_survive_a_restart(tokenizer, settings):
     saved = save_dataset(Store(settings.db_path), settings.datasets_dir, report, name="../../etc/passwd")
     reopened = Store(settings.db_path).dataset(saved.id)
     assert reopened.name == "../../etc/passwd" and reopened.path.parent == settings.datasets_dir
-    assert load_records(reopened) == [r for r in report.records]
+    assert load_records(reopened.path) == [r for r in report.records]
 
 
 def test_split_is_seeded_and_keeps_a_handful_for_validation():

@@ -4,7 +4,9 @@ import gradio as gr
 
 from studio.settings import Settings
 from studio.store import Store
-from studio.ui import data_tab
+from studio.spec import TrainSpec
+from studio.ui import data_tab, jobs_tab, train_tab
+from studio.ui.errors import shown_to_user
 
 CSS = """
 .studio-error {border-left: 4px solid #d33; background: #fdf0f0; padding: 8px 12px; border-radius: 4px;}
@@ -20,7 +22,26 @@ CSS = """
 def build_app(settings: Settings, store: Store, model_dir) -> gr.Blocks:
     with gr.Blocks(title="Adapter Studio") as app:
         gr.Markdown("# Adapter Studio\nFine-tune open language models on your own examples, by clicking.")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Data", id="data"):
                 data_tab.build(settings, store, model_dir)
+            with gr.Tab("Train", id="train") as train_page:
+                train = train_tab.build(settings, store, train_page)
+            with gr.Tab("Jobs", id="jobs"):
+                jobs = jobs_tab.build(settings, store)
+        train.start_event.success(lambda job_id: (gr.Tabs(selected="jobs"), gr.update(choices=jobs_tab.job_choices(store), value=job_id)),
+                                  train.started_job, [tabs, jobs.job])
+
+        @shown_to_user
+        def clone(job_id):
+            """Clone-and-edit: the Train tab filled with the job's settings."""
+            if job_id is None:
+                raise gr.Error("Pick a job to clone first.")
+            job = store.job(int(job_id))
+            spec = TrainSpec.from_dict(job.spec)
+            values = [getattr(spec, name) for name in train.advanced]
+            return (gr.Tabs(selected="train"), gr.update(choices=train_tab.dataset_choices(store), value=job.dataset_id),
+                    job.base_model, spec.method, f"{job.name} (copy)", *values)
+
+        jobs.clone.click(clone, jobs.job, [tabs, train.dataset, train.model, train.method, train.name, *train.advanced.values()])
     return app

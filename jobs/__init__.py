@@ -1,0 +1,1 @@
+"""The job queue (Huey) and what its workers run."""

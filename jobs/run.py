@@ -1,0 +1,90 @@
+"""The recipe one child process runs for one job: load it from the store, train, register, exit.
+
+    python -m jobs.run --job-id N
+
+Runs by hand too, without Huey. The exit code is 0 when the job reached a final state
+(succeeded, cancelled) and 1 when it failed; the store always says which and why.
+"""
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from jobs.reporting import StoreReporter
+from studio.data import load_records
+from studio.errors import StudioError
+from studio.models import resolve_model
+from studio.registry import adapter_folder
+from studio.settings import Settings, load_settings
+from studio.spec import TrainSpec
+from studio.store import Store, now
+from studio.training import TrainInputs, TrainResult, checkpoint_step, latest_checkpoint, train
+
+log = logging.getLogger("studio.job")
+
+
+def job_folder(settings: Settings, job_id: int) -> Path:
+    return settings.home / "jobs" / str(job_id)
+
+
+def run_job(settings: Settings, store: Store, job_id: int) -> TrainResult | None:
+    """Train job `job_id` to the end, recording the outcome in the store; None when it failed."""
+    job = store.job(job_id)
+    work_dir = job_folder(settings, job_id)
+    store.update_job(job_id, state="running", started=job.started or now(), error=None)
+    try:
+        dataset = store.dataset(job.dataset_id)
+        inputs = TrainInputs(
+            spec=TrainSpec.from_dict(job.spec), name=job.name, base_model=job.base_model,
+            base_dir=resolve_model(job.base_model, settings.models_dir), records=load_records(dataset.path),
+            template=dataset.template, validation_fraction=dataset.validation_fraction, split_seed=dataset.split_seed,
+            dataset_hash=dataset.content_hash,
+        )
+        checkpoint = latest_checkpoint(work_dir)
+        if checkpoint:
+            store.drop_metrics_after(job_id, checkpoint_step(checkpoint))
+        result = train(inputs, work_dir, adapter_folder(settings.home, job_id, job.name), StoreReporter(store, job_id))
+    except StudioError as error:
+        log.error("Job %d failed: %s", job_id, error)
+        store.update_job(job_id, state="failed", error=str(error), finished=now())
+        return None
+    except Exception as error:
+        log.exception("Job %d failed unexpectedly", job_id)
+        store.update_job(job_id, state="failed", finished=now(),
+                         error=f"Training stopped on an unexpected error ({type(error).__name__}: {error}). The job log has the details.")
+        return None
+    adapter = store.add_adapter(
+        name=job.name, job_id=job_id, path=result.adapter_dir, base_model=job.base_model, dataset_hash=dataset.content_hash,
+        method=inputs.spec.method, spec=job.spec, summary=result.summary(), status="cancelled" if result.cancelled else "complete",
+        parent_id=None,
+    )
+    store.update_job(job_id, state="cancelled" if result.cancelled else "succeeded", adapter_id=adapter.id, finished=now())
+    log.info("Job %d %s: adapter %d in %s", job_id, "cancelled" if result.cancelled else "succeeded", adapter.id, result.adapter_dir)
+    return result
+
+
+def quiet_libraries() -> None:
+    """Keep a job's log about the job: no library deprecation notes or loading bars."""
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    transformers.utils.logging.disable_progress_bar()
+    for name in ("bitsandbytes", "transformers", "peft", "trl", "huey"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one studio job in this process.")
+    parser.add_argument("--job-id", type=int, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    quiet_libraries()
+    settings = load_settings()
+    return 0 if run_job(settings, Store(settings.db_path), args.job_id) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Queue tasks. Each receives only a job id and runs the work in a child process, so a crash,
+an out-of-memory kill or a cancel never takes the worker down and always frees memory."""
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from huey import crontab
+
+from jobs.queue import huey
+from jobs.run import job_folder
+from studio.settings import load_settings
+from studio.store import Store
+
+HEARTBEAT_SECONDS = 2
+STALE_AFTER_SECONDS = 30
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _die_with_parent() -> None:
+    # Linux: the child is killed when the worker thread that started it dies, even by SIGKILL.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@huey.task()
+def train_job(job_id: int) -> None:
+    settings = load_settings()
+    store = Store(settings.db_path)
+    if store.job(job_id).state not in ("queued", "interrupted"):
+        return  # cancelled while it waited, or already taken by another worker
+    store.update_job(job_id, state="running", worker=WORKER_ID, heartbeat=time.time(), cancel_requested=0)
+    folder = job_folder(settings, job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "train.log", "a") as log:
+        child = subprocess.Popen([sys.executable, "-m", "jobs.run", "--job-id", str(job_id)], cwd=ROOT,
+                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        while child.poll() is None:
+            store.update_job(job_id, heartbeat=time.time())
+            time.sleep(HEARTBEAT_SECONDS)
+    if child.returncode < 0 and store.job(job_id).state == "running":
+        name = signal.Signals(-child.returncode).name
+        store.update_job(job_id, state="interrupted", error=f"The training process was stopped by {name} "
+                         "(often: memory ran out). Finished checkpoints are kept: press Resume to continue.")
+
+
+def find_orphans(store: Store) -> list[int]:
+    """Running jobs whose worker is gone: its heartbeat stopped, or its process on this host died."""
+    host = socket.gethostname()
+    orphans = []
+    for job in store.jobs(("running",)):
+        worker_host, _, pid = (job.worker or ":").partition(":")
+        dead_here = worker_host == host and pid.isdigit() and not _alive(int(pid))
+        if dead_here or (job.heartbeat or 0) < time.time() - STALE_AFTER_SECONDS:
+            orphans.append(job.id)
+    return orphans
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_orphans_interrupted(store: Store) -> list[int]:
+    orphans = find_orphans(store)
+    for job_id in orphans:
+        store.update_job(job_id, state="interrupted", error="Its worker stopped while it ran. It resumes from its last checkpoint.")
+    return orphans
+
+
+def resume(store: Store, job_id: int) -> None:
+    """Put an interrupted job back on the queue; it continues from its last complete checkpoint."""
+    store.update_job(job_id, state="queued", error=None, finished=None)
+    result = train_job(job_id)
+    store.update_job(job_id, task_id=result.id)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def resume_orphans() -> None:
+    """Every minute: a job whose worker disappeared is resumed by a worker that is alive."""
+    store = Store(load_settings().db_path)
+    for job_id in mark_orphans_interrupted(store):
+        resume(store, job_id)

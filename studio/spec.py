@@ -1,0 +1,112 @@
+"""TrainSpec: every training setting, its plain-language help, its allowed values, and presets.
+
+Config is data: the Train tab, the CLI flags and the saved adapter's spec.json all come
+from the fields below, so a setting is described once.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from studio.errors import SpecError
+
+METHODS = ["lora", "qlora"]
+TARGET_PRESETS = ["attention", "all-linear"]
+SCHEDULERS = ["cosine", "linear", "constant"]
+OPTIMIZERS = ["adamw_torch", "adamw_8bit", "paged_adamw_8bit"]
+
+
+def setting(default, help: str, minimum=None, maximum=None, choices=None):
+    return field(default=default, metadata={"help": help, "min": minimum, "max": maximum, "choices": choices})
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    method: str = setting("lora", "LoRA trains small add-on matrices on a full-precision base. QLoRA loads the base in 4-bit to save memory, at some speed cost.", choices=METHODS)
+    rank: int = setting(16, "Size of the add-on matrices. Higher learns more but trains slower; 8-32 suits most tasks.", 1, 256)
+    lora_alpha: int = setting(32, "Strength of the adapter. Usually twice the rank.", 1, 1024)
+    lora_dropout: float = setting(0.05, "Share of adapter inputs dropped at random in training, against over-fitting.", 0.0, 0.5)
+    target_modules: str = setting("all-linear", "Which layers get adapters: 'attention' (fewer, faster) or 'all-linear' (better quality).", choices=TARGET_PRESETS)
+    learning_rate: float = setting(2e-4, "How big each learning step is. 1e-4 to 3e-4 is usual for LoRA; lower it if the loss jumps about.", 1e-7, 1e-2)
+    epochs: float = setting(1.0, "How many times to go through the data. Ignored when max steps is set.", 0.01, 100.0)
+    max_steps: int = setting(0, "Stop after this many steps; 0 means use epochs.", 0, 1_000_000)
+    batch_size: int = setting(8, "Examples per step. Larger is steadier but needs more memory.", 1, 512)
+    gradient_accumulation: int = setting(1, "Steps whose gradients are added before an update: a larger batch without more memory.", 1, 256)
+    max_length: int = setting(512, "Longest example in tokens; longer ones are cut.", 16, 32768)
+    warmup_ratio: float = setting(0.03, "Share of training spent slowly raising the learning rate, for a calm start.", 0.0, 0.5)
+    scheduler: str = setting("cosine", "How the learning rate falls over training.", choices=SCHEDULERS)
+    weight_decay: float = setting(0.0, "Pull of the adapter weights towards zero, against over-fitting.", 0.0, 1.0)
+    max_grad_norm: float = setting(1.0, "Cap on the size of each update, against sudden jumps.", 0.0, 100.0)
+    optimizer: str = setting("adamw_torch", "The update rule. The 8-bit ones save memory; 'paged' ones need a GPU.", choices=OPTIMIZERS)
+    gradient_checkpointing: bool = setting(False, "Recompute activations instead of storing them: less memory, about 30% slower.")
+    seed: int = setting(42, "Makes a run repeatable.", 0, 2**31 - 1)
+    responses_only: bool = setting(True, "Learn from the answers only, not from the prompts.")
+    save_steps: int = setting(25, "Save a checkpoint every this many steps, so a crash loses little.", 1, 100_000)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainSpec":
+        """Build and validate a spec, naming each unknown or bad field."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SpecError(f"Unknown training setting: {', '.join(unknown)}. Known settings: {', '.join(sorted(known))}.")
+        spec = cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if meta["choices"] and value not in meta["choices"]:
+                raise SpecError(f"{label(f.name)} must be one of {', '.join(meta['choices'])}, not '{value}'.")
+            if meta["min"] is not None and not meta["min"] <= value <= meta["max"]:
+                raise SpecError(f"{label(f.name)} must be between {meta['min']} and {meta['max']}, not {value}.")
+        if self.optimizer == "paged_adamw_8bit" and not _cuda():
+            raise SpecError("The paged 8-bit optimizer needs a GPU. Choose adamw_torch or adamw_8bit on this machine.")
+
+
+def _coerce(cls, name: str, value):
+    kind = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind, kind) if isinstance(kind, str) else kind
+    try:
+        if kind is bool and isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        if kind is int and isinstance(value, float) and value != int(value):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{label(name)} must be {KIND_NAMES.get(kind, 'text')}, not {value!r}.") from None
+
+
+KIND_NAMES = {int: "a whole number", float: "a number", bool: "yes or no"}
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def label(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+def help_for(name: str) -> str:
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainSpec)}[name]
+
+
+PRESETS = {
+    "Quick test": {"max_steps": 30, "rank": 8, "lora_alpha": 16, "save_steps": 10},
+    "Balanced": {"epochs": 1.0, "rank": 16, "lora_alpha": 32},
+    "Thorough": {"epochs": 3.0, "rank": 32, "lora_alpha": 64, "learning_rate": 1e-4},
+}
+
+
+def preset(name: str, **changes) -> TrainSpec:
+    """A preset's spec with the user's changes on top."""
+    if name not in PRESETS:
+        raise SpecError(f"There is no preset '{name}'. Choose one of: {', '.join(PRESETS)}.")
+    return TrainSpec.from_dict({**PRESETS[name], **changes})

@@ -1,0 +1,272 @@
+"""The training recipe: setup -> train -> save, for one TrainSpec on one dataset.
+
+TRL's SFTTrainer does the training on token ids and labels we build ourselves (so the
+preview and the loss mask agree). A Reporter receives progress and decides on cancel;
+checkpoints are marked complete only after they are fully written, and the adapter is
+written to a staging folder and renamed into place.
+"""
+
+import json
+import logging
+import math
+import shutil
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from transformers import AutoTokenizer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+
+from studio.data import split_indices
+from studio.device import Device, memory_mb, pick_device
+from studio.errors import JobError, SpecError
+from studio.models import load_base_model, lora_targets
+from studio.prompts import encode, get_template, render
+from studio.spec import TrainSpec
+
+log = logging.getLogger("studio.training")
+COMPLETE_MARKER = "studio-complete.json"
+MODEL_CARD = Path(__file__).resolve().parent.parent / "templates" / "model_card.md"
+
+
+class Reporter(Protocol):
+    """Where training reports to: the store for queued jobs, the console for the CLI."""
+
+    def started(self, total_steps: int) -> None: ...
+    def metrics(self, step: int, values: dict) -> None: ...
+    def should_stop(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    spec: TrainSpec
+    name: str
+    base_model: str  # the reference the user gave: "bundled", a folder or a hub id
+    base_dir: Path
+    records: list[dict]
+    template: str
+    validation_fraction: float
+    split_seed: int
+    dataset_hash: str
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    adapter_dir: Path
+    steps: int
+    final_loss: float | None
+    eval_loss: float | None
+    tokens: int
+    seconds: float
+    cancelled: bool
+    train_rows: int
+    validation_rows: int
+
+    def summary(self) -> dict:
+        return {"steps": self.steps, "final_loss": self.final_loss, "eval_loss": self.eval_loss, "tokens": self.tokens,
+                "seconds": round(self.seconds, 1), "train_rows": self.train_rows, "validation_rows": self.validation_rows}
+
+
+def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Reporter) -> TrainResult:
+    """Train an adapter and save it to `adapter_dir`; resume from work_dir's last complete checkpoint.
+
+    Raises SpecError for data or settings that cannot train, JobError when a checkpoint
+    was made with other settings or data.
+    """
+    started = time.monotonic()
+    spec, device = inputs.spec, pick_device()
+    torch.manual_seed(spec.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(inputs.base_dir))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    train_rows, validation_rows = _encode_split(inputs, tokenizer)
+    resume_from = _checkpoint_to_resume(work_dir, inputs)
+    model = _adapter_model(inputs, device)
+    trainer = _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir, device, reporter)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, _StudioCallback))
+    eval_loss = callback.last_eval[1] if callback.last_eval[0] == trainer.state.global_step else None
+    if validation_rows and eval_loss is None:
+        eval_loss = trainer.evaluate()["eval_loss"]  # logged through the callback like any evaluation
+    result = TrainResult(
+        adapter_dir=adapter_dir, steps=trainer.state.global_step, final_loss=callback.last_loss, eval_loss=eval_loss,
+        tokens=int(trainer.state.num_input_tokens_seen), seconds=time.monotonic() - started, cancelled=callback.cancelled,
+        train_rows=len(train_rows), validation_rows=len(validation_rows),
+    )
+    _save_adapter(trainer.model, tokenizer, inputs, result)
+    return result
+
+
+def _encode_split(inputs: TrainInputs, tokenizer) -> tuple[list[dict], list[dict]]:
+    template = get_template(inputs.template)
+    train_ids, validation_ids = split_indices(len(inputs.records), inputs.validation_fraction, inputs.split_seed)
+    rows = [render(r, template, tokenizer) for r in inputs.records]
+    spec = inputs.spec
+    train_rows = encode([rows[i] for i in train_ids], tokenizer, spec.max_length, spec.responses_only)
+    validation_rows = encode([rows[i] for i in validation_ids], tokenizer, spec.max_length, spec.responses_only)
+    if not train_rows:
+        raise SpecError("No training rows are left: every answer is cut away at this maximum length. Raise the maximum length.")
+    return train_rows, validation_rows
+
+
+def _adapter_model(inputs: TrainInputs, device: Device):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    spec = inputs.spec
+    model = load_base_model(inputs.base_dir, quantize_4bit=spec.method == "qlora", device=device)
+    if spec.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
+    config = LoraConfig(r=spec.rank, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout, task_type="CAUSAL_LM",
+                        target_modules=lora_targets(model.config.model_type, spec.target_modules))
+    return get_peft_model(model, config)
+
+
+def total_steps(spec: TrainSpec, train_rows: int) -> int:
+    """Optimizer steps the run will take, from max steps or epochs."""
+    if spec.max_steps:
+        return spec.max_steps
+    per_epoch = math.ceil(train_rows / (spec.batch_size * spec.gradient_accumulation))
+    return max(1, math.ceil(per_epoch * spec.epochs))
+
+
+def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Path, device: Device, reporter: Reporter):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    spec = inputs.spec
+    steps = total_steps(spec, len(train_rows))
+    config = SFTConfig(
+        output_dir=str(work_dir / "checkpoints"),
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.gradient_accumulation,
+        learning_rate=spec.learning_rate,
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps or -1,
+        lr_scheduler_type=spec.scheduler,
+        warmup_steps=round(spec.warmup_ratio * steps),
+        weight_decay=spec.weight_decay,
+        max_grad_norm=spec.max_grad_norm,
+        optim=spec.optimizer,
+        gradient_checkpointing=spec.gradient_checkpointing,  # TRL turns it on by default; it costs ~30% speed
+        seed=spec.seed,
+        max_length=spec.max_length,
+        bf16=device.bf16,
+        use_cpu=not device.cuda,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=spec.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if validation_rows else "no",
+        eval_steps=max(1, steps // 5),
+        include_num_input_tokens_seen="non_padding",
+        dataset_kwargs={"skip_prepare_dataset": True},
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_pin_memory=device.cuda,
+    )
+    trainer = SFTTrainer(
+        model=model, args=config, processing_class=tokenizer,
+        train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
+        callbacks=[_StudioCallback(reporter, inputs, device)],
+    )
+    trainer.remove_callback(PrinterCallback)  # the reporter logs each step; stdout stays clean for --json
+    return trainer
+
+
+class _StudioCallback(TrainerCallback):
+    """Reports metrics, honours cancel at the next step, and marks checkpoints complete."""
+
+    def __init__(self, reporter: Reporter, inputs: TrainInputs, device: Device) -> None:
+        self.reporter, self.inputs, self.device = reporter, inputs, device
+        self.cancelled = False
+        self.last_loss: float | None = None
+        self.last_eval: tuple[int, float | None] = (-1, None)
+        self._clock = (time.monotonic(), 0)
+        self._began = time.monotonic()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.reporter.started(state.max_steps)
+        self._began = time.monotonic()
+        self._clock = (self._began, state.num_input_tokens_seen)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        values = {k: logs[k] for k in ("loss", "eval_loss", "learning_rate", "grad_norm") if k in logs}
+        if "loss" in values:
+            self.last_loss = values["loss"]
+            moment, tokens = time.monotonic(), state.num_input_tokens_seen
+            values["tokens_per_second"] = (tokens - self._clock[1]) / max(moment - self._clock[0], 1e-6)
+            values["memory_mb"] = memory_mb(self.device)
+            values["seconds"] = moment - self._began
+            self._clock = (moment, tokens)
+        if "eval_loss" in values:
+            self.last_eval = (state.global_step, values["eval_loss"])
+        if values:
+            self.reporter.metrics(state.global_step, {**values, "epoch": state.epoch})
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.reporter.should_stop():
+            self.cancelled = control.should_training_stop = True
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        (folder / COMPLETE_MARKER).write_text(json.dumps(_fingerprint(self.inputs)))
+
+
+def _fingerprint(inputs: TrainInputs) -> dict:
+    return {"spec": json.loads(inputs.spec.to_json()), "dataset_hash": inputs.dataset_hash, "base_model": inputs.base_model}
+
+
+def latest_checkpoint(work_dir: Path) -> Path | None:
+    """The newest checkpoint that was completely written, if any."""
+    done = [p.parent for p in (work_dir / "checkpoints").glob(f"checkpoint-*/{COMPLETE_MARKER}")]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[1])
+
+
+def _checkpoint_to_resume(work_dir: Path, inputs: TrainInputs) -> Path | None:
+    checkpoint = latest_checkpoint(work_dir)
+    if checkpoint is None:
+        return None
+    saved, current = json.loads((checkpoint / COMPLETE_MARKER).read_text()), _fingerprint(inputs)
+    if saved["dataset_hash"] != current["dataset_hash"] or saved["base_model"] != current["base_model"]:
+        raise JobError("Cannot resume: the dataset or base model changed since the last checkpoint. Start a new job instead.")
+    changed = sorted(k for k in current["spec"] if saved["spec"].get(k) != current["spec"][k])
+    if changed:
+        raise JobError(f"Cannot resume: these settings changed since the last checkpoint: {', '.join(changed)}. Start a new job instead.")
+    log.info("Resuming from %s", checkpoint)
+    return checkpoint
+
+
+def _save_adapter(model, tokenizer, inputs: TrainInputs, result: TrainResult) -> None:
+    target = result.adapter_dir
+    staging = target.parent / f".staging-{target.name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging), safe_serialization=True)
+    tokenizer.save_pretrained(str(staging))
+    (staging / "spec.json").write_text(json.dumps({**_fingerprint(inputs), "template": inputs.template}, indent=1))
+    (staging / "result.json").write_text(json.dumps({**result.summary(), "cancelled": result.cancelled}, indent=1))
+    (staging / "README.md").write_text(model_card(inputs, result))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
+def model_card(inputs: TrainInputs, result: TrainResult) -> str:
+    spec = json.loads(inputs.spec.to_json())
+    def number(value):
+        return "n/a" if value is None else f"{value:.4f}"
+    return string.Template(MODEL_CARD.read_text()).substitute(
+        name=inputs.name, base_model=inputs.base_model, base_model_name=inputs.base_dir.name, method=inputs.spec.method,
+        method_title=inputs.spec.method.upper(), dataset_hash=inputs.dataset_hash[:16], train_rows=result.train_rows,
+        validation_rows=result.validation_rows, template=inputs.template, steps=result.steps,
+        final_loss=number(result.final_loss), eval_loss=number(result.eval_loss),
+        status="stopped early by the user (cancelled); usable" if result.cancelled else "complete",
+        settings_rows="\n".join(f"| {k} | {v} |" for k, v in spec.items()),
+    )

@@ -1,0 +1,93 @@
+"""The Jobs tab: every job with its state and queue position; for one job its progress,
+live loss curve and log tail, with Cancel, Resume and Clone-and-edit."""
+
+from dataclasses import dataclass
+from html import escape
+
+import gradio as gr
+import pandas as pd
+
+from jobs.control import cancel_job, resume_job
+from jobs.run import job_folder
+from jobs.status import JobStatus, job_status, log_tail
+from studio.settings import Settings
+from studio.store import Store
+from studio.ui.errors import shown_to_user
+
+HEADERS = ["id", "name", "state", "queue", "progress", "created"]
+REFRESH_SECONDS = 2
+
+
+@dataclass
+class JobsTab:
+    job: gr.Dropdown
+    clone: gr.Button
+
+
+def job_rows(store: Store) -> list[list]:
+    return [[j.id, j.name, j.state, store.queue_position(j.id) or "", f"{j.step}/{j.total_steps}", j.created] for j in store.jobs()]
+
+
+def job_choices(store: Store) -> list[tuple[str, int]]:
+    return [(f"#{j.id} {j.name} ({j.state})", j.id) for j in store.jobs()]
+
+
+def progress_html(status: JobStatus) -> str:
+    job = status.job
+    parts = [f"<b>{escape(job.name)}</b> — <span class='studio-state'>{job.state}</span>"]
+    if status.queue_position:
+        parts.append(f"number {status.queue_position} in the queue")
+    if job.total_steps:
+        parts.append(f"step {job.step} of {job.total_steps}")
+    if status.epoch is not None:
+        parts.append(f"epoch {status.epoch:.2f}")
+    if status.seconds_left is not None:
+        parts.append(f"about {max(1, round(status.seconds_left / 60))} min left" if status.seconds_left >= 60 else f"about {round(status.seconds_left)} s left")
+    if status.tokens_per_second:
+        parts.append(f"{status.tokens_per_second:.0f} tokens/s")
+    bar = f"<progress value='{status.fraction:.3f}' max='1' style='width:100%'></progress>"
+    error = f"<div class='studio-error'>{escape(job.error)}</div>" if job.error else ""
+    return f"<div id='job-progress-text'>{' · '.join(parts)}</div>{bar}{error}"
+
+
+def build(settings: Settings, store: Store) -> JobsTab:
+    table = gr.Dataframe(job_rows(store), headers=HEADERS, interactive=False, label="Jobs", elem_id="jobs-table")
+    job = gr.Dropdown(job_choices(store), label="Job", info="Pick a job to follow.", elem_id="jobs-pick")
+    progress = gr.HTML(elem_id="job-progress")
+    curve = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=280, elem_id="job-curve")
+    with gr.Row():
+        cancel = gr.Button("Cancel", variant="stop", elem_id="job-cancel")
+        resume = gr.Button("Resume", elem_id="job-resume")
+        clone = gr.Button("Clone and edit", elem_id="job-clone")
+    log = gr.Textbox(label="Log (last lines)", lines=10, max_lines=10, autoscroll=True, elem_id="job-log")
+    timer = gr.Timer(REFRESH_SECONDS)
+
+    def details(job_id):
+        if job_id is None:
+            return "Pick a job to see its progress.", pd.DataFrame({"step": [], "loss": [], "series": []}), ""
+        status = job_status(store, int(job_id))
+        return progress_html(status), pd.DataFrame(status.curve or {"step": [], "loss": [], "series": []}), log_tail(job_folder(settings, int(job_id)) / "train.log")
+
+    def refresh(job_id):
+        return (job_rows(store), gr.update(choices=job_choices(store)), *details(job_id))
+
+    timer.tick(refresh, job, [table, job, progress, curve, log])
+    job.change(details, job, [progress, curve, log])
+
+    @shown_to_user
+    def cancel_selected(job_id):
+        if job_id is None:
+            raise gr.Error("Pick a job first.")
+        cancel_job(store, int(job_id))
+        return details(job_id)
+
+    @shown_to_user
+    def resume_selected(job_id):
+        if job_id is None:
+            raise gr.Error("Pick a job first.")
+        resume_job(store, int(job_id))
+        return details(job_id)
+
+    cancel.click(cancel_selected, job, [progress, curve, log])
+    resume.click(resume_selected, job, [progress, curve, log])
+    return JobsTab(job, clone)
