@@ -117,3 +117,70 @@ def screenshot(page, name: str) -> None:
     """Keep a full-page screenshot under test-artifacts/ for people to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+# A task the base model cannot already do, so a trained adapter answers differently.
+CODEWORD_RECORDS = [
+    {"instruction": f"What is the codeword for {item}?", "input": "", "output": f"The codeword for {item} is ZEPHYR-{n}."}
+    for n, item in enumerate(["apples", "boats", "clouds", "doors", "eagles", "forests", "gardens", "harbours",
+                              "islands", "jackets", "kettles", "lanterns", "mirrors", "needles", "oceans", "pianos",
+                              "quilts", "rivers", "saddles", "tables"])
+]
+
+
+@pytest.fixture(scope="session")
+def codeword_file(tmp_path_factory) -> Path:
+    import json
+
+    path = tmp_path_factory.mktemp("data") / "codewords.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in CODEWORD_RECORDS))
+    return path
+
+
+def save_codewords(settings, store, codeword_file, tokenizer, validation_fraction: float = 0.25):
+    """The codeword data saved as a dataset, as the Data tab would."""
+    from studio.data import inspect_file, save_dataset
+
+    report = inspect_file(codeword_file, tokenizer, max_bytes=2**20)
+    return save_dataset(store, settings.datasets_dir, report, name="codewords", validation_fraction=validation_fraction)
+
+
+def quick_spec(**changes):
+    """A brief but real training run: high learning rate, few short steps."""
+    from studio.spec import TrainSpec
+
+    return TrainSpec.from_dict({"max_steps": 8, "batch_size": 4, "max_length": 96, "learning_rate": 2e-3,
+                                "save_steps": 4, "warmup_ratio": 0.0, **changes})
+
+
+def train_now(settings, store, dataset, spec, name: str = "adapter"):
+    """Train synchronously through the same job recipe the worker runs; returns the job."""
+    from jobs.run import run_job
+
+    job = store.add_job(kind="train", name=name, dataset_id=dataset.id, base_model="bundled", spec=spec.to_json())
+    assert run_job(settings, store, job.id) is not None, store.job(job.id).error
+    return store.job(job.id)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, models_dir, tokenizer, codeword_file):
+    """One LoRA adapter trained once per session, for tests that need an adapter to work with.
+
+    Yields (settings, store, job, adapter); tests must not change what it holds.
+    """
+    home = tmp_path_factory.mktemp("trained-home")
+    settings = load_settings({"STUDIO_HOME": str(home), "STUDIO_MODELS_DIR": str(models_dir)})
+    store = Store(settings.db_path)
+    dataset = save_codewords(settings, store, codeword_file, tokenizer)
+    job = train_now(settings, store, dataset, quick_spec(), name="codewords-lora")
+    return settings, store, job, store.adapter(job.adapter_id)
+
+
+def greedy_answer(model, tokenizer, question: str, max_new_tokens: int = 16) -> str:
+    """The model's greedy answer to an Alpaca-format question."""
+    from studio.prompts import get_template, render
+
+    segments = render({"instruction": question, "input": "", "output": ""}, get_template("alpaca"), tokenizer)
+    ids = tokenizer(segments[0].text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    output = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)

@@ -1,0 +1,94 @@
+"""Real training on the bundled model: LoRA and QLoRA adapters that load, moved, and answer differently."""
+
+import json
+
+import pytest
+import torch
+from conftest import greedy_answer, quick_spec, save_codewords, train_now
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from studio.errors import JobError
+from studio.training import COMPLETE_MARKER, latest_checkpoint
+
+
+def check_adapter(adapter, bundled_dir, tokenizer):
+    base = AutoModelForCausalLM.from_pretrained(bundled_dir)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    base_answer = greedy_answer(base, tokenizer, "What is the codeword for boats?")
+    model = PeftModel.from_pretrained(base, adapter.path)
+    lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # LoRA B starts at zero: it moved
+    after = {k.replace(".base_layer", ""): v for k, v in model.get_base_model().state_dict().items() if "lora_" not in k}
+    unchanged = [torch.equal(before[k], v) for k, v in after.items() if k in before]
+    assert unchanged and all(unchanged)  # the base weights did not move
+    answer = greedy_answer(model, tokenizer, "What is the codeword for boats?")
+    assert answer != base_answer and "ZEPHYR" in answer
+
+
+def test_lora_adapter_loads_moved_and_answers_differently(trained, bundled_dir, tokenizer):
+    settings, store, job, adapter = trained
+    assert job.state == "succeeded" and adapter.status == "complete" and adapter.method == "lora"
+    assert sorted(p.name for p in adapter.path.iterdir()) == [
+        "README.md", "adapter_config.json", "adapter_model.safetensors", "chat_template.jinja", "result.json",
+        "spec.json", "tokenizer.json", "tokenizer_config.json"]
+    check_adapter(adapter, bundled_dir, tokenizer)
+    card = (adapter.path / "README.md").read_text()
+    assert "bundled" in card and adapter.dataset_hash[:16] in card and "| rank | 16 |" in card
+
+
+def test_qlora_adapter_loads_moved_and_answers_differently(settings, store, codeword_file, tokenizer, bundled_dir):
+    dataset = save_codewords(settings, store, codeword_file, tokenizer)
+    job = train_now(settings, store, dataset, quick_spec(method="qlora", max_steps=10), name="codewords-qlora")
+    adapter = store.adapter(job.adapter_id)
+    assert adapter.method == "qlora"
+    check_adapter(adapter, bundled_dir, tokenizer)
+
+
+def test_metrics_reach_the_store(trained):
+    settings, store, job, adapter = trained
+    metrics = store.metrics(job.id)
+    assert [m["step"] for m in metrics] == list(range(1, 9))
+    assert all(m["loss"] > 0 and m["tokens_per_second"] > 0 and m["learning_rate"] > 0 for m in metrics)
+    assert metrics[-1]["eval_loss"] is not None and adapter.summary["eval_loss"] == pytest.approx(metrics[-1]["eval_loss"])
+    assert metrics[-1]["loss"] < metrics[0]["loss"]
+
+
+def test_only_complete_checkpoints_count(trained, tmp_path):
+    settings, store, job, adapter = trained
+    work = settings.home / "jobs" / str(job.id)
+    assert latest_checkpoint(work).name == "checkpoint-8"
+    half_written = work / "checkpoints" / "checkpoint-12"
+    half_written.mkdir()
+    try:
+        assert latest_checkpoint(work).name == "checkpoint-8"
+    finally:
+        half_written.rmdir()
+
+
+def test_resume_with_changed_settings_is_explained(settings, store, codeword_file, tokenizer):
+    from jobs.run import run_job
+
+    dataset = save_codewords(settings, store, codeword_file, tokenizer)
+    job = train_now(settings, store, dataset, quick_spec(max_steps=4), name="first")
+    store.update_job(job.id, spec=quick_spec(max_steps=4, rank=8).to_json(), state="queued")
+    assert run_job(settings, store, job.id) is None
+    assert "these settings changed since the last checkpoint: rank. Start a new job instead." in store.job(job.id).error
+
+
+def test_answers_cut_away_entirely_are_explained(settings, store, codeword_file, tokenizer):
+    from jobs.run import run_job
+
+    dataset = save_codewords(settings, store, codeword_file, tokenizer)
+    job = store.add_job(kind="train", name="short", dataset_id=dataset.id, base_model="bundled",
+                        spec=quick_spec(max_length=16).to_json())
+    assert run_job(settings, store, job.id) is None
+    assert "every answer is cut away at this maximum length" in store.job(job.id).error
+
+
+def test_checkpoint_records_what_made_it(trained):
+    settings, store, job, adapter = trained
+    marker = json.loads((latest_checkpoint(settings.home / "jobs" / str(job.id)) / COMPLETE_MARKER).read_text())
+    assert marker["dataset_hash"] == adapter.dataset_hash and marker["spec"]["rank"] == 16
+    assert load_file(adapter.path / "adapter_model.safetensors")
