@@ -5,18 +5,27 @@ Huey stores tasks with pickle, so the queue file is made private to this user.
 
 import os
 
-from huey import RedisHuey, SqliteHuey
+from huey import Huey
+from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
 
 from studio.settings import Settings, load_settings
 
+NAME = "adapter-studio"
 
-def make_huey(settings: Settings):
+
+def queue_storage(settings: Settings):
     if settings.queue.startswith("redis://"):
-        return RedisHuey("adapter-studio", url=settings.queue)
+        return RedisStorage(NAME, url=settings.queue)
     path = settings.home / "queue.db"
     if not path.exists():
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    return SqliteHuey("adapter-studio", filename=str(path))
+    return SqliteStorage(NAME, filename=str(path))
 
 
-huey = make_huey(load_settings())
+def use_queue_of(settings: Settings) -> None:
+    """Point this process's queue at the one `settings` names (tasks stay registered)."""
+    huey.storage = queue_storage(settings)
+
+
+huey = Huey(NAME, storage_class=MemoryStorage)  # replaced at once by the configured queue
+use_queue_of(load_settings())

@@ -1,0 +1,122 @@
+"""Jobs on the real Huey queue with a real worker process: order, cancel, crash and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, quick_spec, save_codewords
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from jobs.control import cancel_job, submit_training
+from studio.store import FINISHED, Store
+from studio.training import checkpoint_step, latest_checkpoint
+
+
+@pytest.fixture
+def env(studio_env):
+    return {**os.environ, **studio_env}
+
+
+def start_worker(env, tmp_path, name="worker"):
+    log = open(tmp_path / f"{name}.log", "a")
+    return subprocess.Popen([sys.executable, "-m", "jobs.worker"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def worker(env, tmp_path):
+    process = start_worker(env, tmp_path)
+    yield process
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def wait_for(condition, seconds=240, every=0.5):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not met in time")
+
+
+def submit(settings, store, dataset, name, **spec):
+    return submit_training(store, dataset_id=dataset.id, base_model="bundled", spec=quick_spec(**spec), name=name)
+
+
+@pytest.fixture(autouse=True)
+def queue(settings):
+    """This test process enqueues on the same queue as the workers it starts."""
+    from jobs.queue import use_queue_of
+
+    use_queue_of(settings)
+
+
+@pytest.fixture
+def dataset(settings, store, codeword_file, tokenizer):
+    return save_codewords(settings, store, codeword_file, tokenizer, validation_fraction=0.0)
+
+
+def test_two_queued_jobs_run_one_after_the_other_and_succeed(settings, store, dataset, worker):
+    first = submit(settings, store, dataset, "first", max_steps=3)
+    second = submit(settings, store, dataset, "second", max_steps=3)
+    assert (store.queue_position(first.id), store.queue_position(second.id)) == (1, 2)
+    wait_for(lambda: store.job(second.id).state in FINISHED)
+    first, second = store.job(first.id), store.job(second.id)
+    assert (first.state, second.state) == ("succeeded", "succeeded")
+    assert first.finished <= second.started
+    assert [m["step"] for m in store.metrics(second.id)] == [1, 2, 3]
+    assert store.adapter(second.adapter_id).status == "complete"
+
+
+def test_a_queued_job_can_be_cancelled_before_it_runs(settings, store, dataset):
+    job = submit(settings, store, dataset, "never")
+    assert cancel_job(store, job.id).state == "cancelled" and store.queue_position(job.id) is None
+
+
+def test_cancel_of_a_running_job_keeps_a_loadable_adapter(settings, store, dataset, worker, bundled_dir):
+    job = submit(settings, store, dataset, "long", max_steps=500, save_steps=100)
+    wait_for(lambda: store.job(job.id).step >= 2)
+    cancel_job(store, job.id)
+    wait_for(lambda: store.job(job.id).state in FINISHED)
+    job = store.job(job.id)
+    adapter = store.adapter(job.adapter_id)
+    assert job.state == "cancelled" and adapter.status == "cancelled" and job.step < 500
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(bundled_dir), adapter.path)
+    assert "cancelled" in (adapter.path / "README.md").read_text()
+
+
+def test_a_worker_killed_mid_job_resumes_from_its_checkpoint(settings, store, dataset, env, tmp_path):
+    job = submit(settings, store, dataset, "crash", max_steps=12, save_steps=4)
+    worker = start_worker(env, tmp_path)
+    work = settings.home / "jobs" / str(job.id)
+    wait_for(lambda: latest_checkpoint(work) is not None and store.job(job.id).step >= 6)
+    worker.kill()  # SIGKILL: no clean-up; its training child dies with it
+    worker.wait()
+    stopped_at = store.job(job.id).step
+    resumed_from = checkpoint_step(latest_checkpoint(work))
+    assert store.job(job.id).state == "running" and stopped_at < 12
+
+    restarted = start_worker(env, tmp_path, "restarted")
+    try:
+        wait_for(lambda: store.job(job.id).state in FINISHED)
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=30)
+    job = store.job(job.id)
+    assert job.state == "succeeded", job.error
+    assert f"Resuming from {work / 'checkpoints' / f'checkpoint-{resumed_from}'}" in (work / "train.log").read_text()
+    losses = {m["step"]: m["loss"] for m in store.metrics(job.id)}
+    assert sorted(losses) == list(range(1, 13))
+
+    # The same run without the crash ends with the same losses: the resumed run continued where it stopped.
+    reference = submit(settings, store, dataset, "reference", max_steps=12, save_steps=4)
+    from jobs.run import run_job
+
+    run_job(settings, Store(settings.db_path), reference.id)
+    expected = {m["step"]: m["loss"] for m in store.metrics(reference.id)}
+    assert [round(losses[s], 2) for s in range(resumed_from + 1, 13)] == [round(expected[s], 2) for s in range(resumed_from + 1, 13)]
