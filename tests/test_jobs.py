@@ -1,7 +1,6 @@
 """Jobs on the real Huey queue with a real worker process: order, cancel, crash and resume."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from jobs.control import cancel_job, submit_training
-from studio.store import FINISHED, Store
+from studio.store import FINISHED
 from studio.training import checkpoint_step, latest_checkpoint
 
 
@@ -62,14 +61,14 @@ def dataset(settings, store, codeword_file, tokenizer):
 
 
 def test_two_queued_jobs_run_one_after_the_other_and_succeed(settings, store, dataset, worker):
-    first = submit(settings, store, dataset, "first", max_steps=3)
-    second = submit(settings, store, dataset, "second", max_steps=3)
+    first = submit(settings, store, dataset, "first", max_steps=2)
+    second = submit(settings, store, dataset, "second", max_steps=2)
     assert (store.queue_position(first.id), store.queue_position(second.id)) == (1, 2)
     wait_for(lambda: store.job(second.id).state in FINISHED)
     first, second = store.job(first.id), store.job(second.id)
     assert (first.state, second.state) == ("succeeded", "succeeded")
     assert first.finished <= second.started
-    assert [m["step"] for m in store.metrics(second.id)] == [1, 2, 3]
+    assert [m["step"] for m in store.metrics(second.id)] == [1, 2]
     assert store.adapter(second.adapter_id).status == "complete"
 
 
@@ -91,15 +90,20 @@ def test_cancel_of_a_running_job_keeps_a_loadable_adapter(settings, store, datas
 
 
 def test_a_worker_killed_mid_job_resumes_from_its_checkpoint(settings, store, dataset, env, tmp_path):
-    job = submit(settings, store, dataset, "crash", max_steps=12, save_steps=4)
+    job = submit(settings, store, dataset, "crash", max_steps=8, save_steps=3)
     worker = start_worker(env, tmp_path)
     work = settings.home / "jobs" / str(job.id)
-    wait_for(lambda: latest_checkpoint(work) is not None and store.job(job.id).step >= 6)
+
+    def past_a_checkpoint():
+        checkpoint = latest_checkpoint(work)
+        return checkpoint is not None and store.job(job.id).step > checkpoint_step(checkpoint)
+
+    wait_for(past_a_checkpoint)
     worker.kill()  # SIGKILL: no clean-up; its training child dies with it
     worker.wait()
-    stopped_at = store.job(job.id).step
     resumed_from = checkpoint_step(latest_checkpoint(work))
-    assert store.job(job.id).state == "running" and stopped_at < 12
+    before_crash = {m["step"]: m["loss"] for m in store.metrics(job.id)}
+    assert store.job(job.id).state == "running" and max(before_crash) < 8
 
     restarted = start_worker(env, tmp_path, "restarted")
     try:
@@ -111,12 +115,8 @@ def test_a_worker_killed_mid_job_resumes_from_its_checkpoint(settings, store, da
     assert job.state == "succeeded", job.error
     assert f"Resuming from {work / 'checkpoints' / f'checkpoint-{resumed_from}'}" in (work / "train.log").read_text()
     losses = {m["step"]: m["loss"] for m in store.metrics(job.id)}
-    assert sorted(losses) == list(range(1, 13))
-
-    # The same run without the crash ends with the same losses: the resumed run continued where it stopped.
-    reference = submit(settings, store, dataset, "reference", max_steps=12, save_steps=4)
-    from jobs.run import run_job
-
-    run_job(settings, Store(settings.db_path), reference.id)
-    expected = {m["step"]: m["loss"] for m in store.metrics(reference.id)}
-    assert [round(losses[s], 2) for s in range(resumed_from + 1, 13)] == [round(expected[s], 2) for s in range(resumed_from + 1, 13)]
+    assert sorted(losses) == list(range(1, 9))
+    # The resumed run continued where it stopped: the steps it redid after the checkpoint
+    # have the losses they had before the crash (same weights, data order and random state).
+    redone = [step for step in before_crash if step > resumed_from]
+    assert redone and [round(losses[s], 3) for s in redone] == [round(before_crash[s], 3) for s in redone]
