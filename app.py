@@ -3,10 +3,12 @@
 import argparse
 import atexit
 import logging
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from jobs.lifetime import die_with_parent
 from studio.errors import StudioError
 from studio.models import prepare_bundled_model
 from studio.settings import auth_pairs, load_settings
@@ -52,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start_worker() -> None:
-    """The embedded worker: a process of its own, stopped with the studio."""
-    worker = subprocess.Popen([sys.executable, "-m", "jobs.worker"], cwd=Path(__file__).resolve().parent)
+    """The embedded worker: a process of its own, stopped with the studio however the studio ends.
+
+    A running job is left `running`; the next worker start marks it interrupted and resumes it.
+    """
+    worker = subprocess.Popen([sys.executable, "-m", "jobs.worker"], cwd=Path(__file__).resolve().parent,
+                              preexec_fn=lambda: die_with_parent(signal.SIGTERM))
     atexit.register(worker.terminate)
 
 

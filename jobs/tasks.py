@@ -1,7 +1,6 @@
 """Queue tasks. Each receives only a job id and runs the work in a child process, so a crash,
 an out-of-memory kill or a cancel never takes the worker down and always frees memory."""
 
-import ctypes
 import os
 import signal
 import socket
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from huey import crontab
 
+from jobs.lifetime import die_with_parent
 from jobs.queue import huey
 from jobs.run import job_folder
 from studio.settings import load_settings
@@ -21,11 +21,6 @@ HEARTBEAT_SECONDS = 2
 STALE_AFTER_SECONDS = 30
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _die_with_parent() -> None:
-    # Linux: the child is killed when the worker thread that started it dies, even by SIGKILL.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @huey.task()
@@ -39,7 +34,7 @@ def train_job(job_id: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "train.log", "a") as log:
         child = subprocess.Popen([sys.executable, "-m", "jobs.run", "--job-id", str(job_id)], cwd=ROOT,
-                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: die_with_parent(signal.SIGKILL))
         while child.poll() is None:
             store.update_job(job_id, heartbeat=time.time())
             time.sleep(HEARTBEAT_SECONDS)

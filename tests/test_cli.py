@@ -36,3 +36,32 @@ def test_template_and_mapping_flags(studio_env):
 def test_bad_arguments_exit_2(studio_env):
     result = run_cli(studio_env, "data", "check", "x.csv", "--max-length", "lots")
     assert result.returncode == 2 and "invalid int value" in result.stderr
+
+
+def test_train_runs_here_and_prints_the_outcome(studio_env, codeword_file, tmp_path):
+    output = tmp_path / "my-adapter"
+    result = run_cli(studio_env, "train", "--data", str(codeword_file), "--method", "lora", "--max-steps", "2",
+                     "--batch-size", "4", "--max-length", "96", "--rank", "4", "--lora-alpha", "8", "--output", str(output), "--json")
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert (outcome["state"], outcome["steps"], outcome["adapter_dir"]) == ("succeeded", 2, str(output))
+    assert outcome["tokens"] > 0 and outcome["seconds"] > 0 and outcome["final_loss"] > 0
+    assert json.loads((output / "adapter_config.json").read_text())["r"] == 4
+    jobs = json.loads(run_cli(studio_env, "jobs", "--json").stdout)
+    assert [(j["name"], j["state"], j["step"]) for j in jobs] == [("codewords-lora", "succeeded", 2)]
+
+
+def test_train_enqueue_puts_the_job_on_the_queue(studio_env, codeword_file):
+    result = run_cli(studio_env, "train", "--data", str(codeword_file), "--method", "qlora", "--enqueue", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "queued"
+    assert "queued" in run_cli(studio_env, "jobs").stdout
+
+
+def test_train_refuses_bad_settings_with_the_field_and_what_is_allowed(studio_env, codeword_file):
+    result = run_cli(studio_env, "train", "--data", str(codeword_file), "--rank", "0")
+    assert result.returncode == 2 and "rank" in result.stderr.lower() and "1" in result.stderr
+    result = run_cli(studio_env, "train", "--data", str(codeword_file), "--method", "dora")
+    assert result.returncode == 2 and "invalid choice: 'dora'" in result.stderr
+    result = run_cli(studio_env, "train", "--data", "no-such-dataset")
+    assert result.returncode == 2 and "no-such-dataset" in result.stderr

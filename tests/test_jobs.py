@@ -120,3 +120,18 @@ def test_a_worker_killed_mid_job_resumes_from_its_checkpoint(settings, store, da
     # have the losses they had before the crash (same weights, data order and random state).
     redone = [step for step in before_crash if step > resumed_from]
     assert redone and [round(losses[s], 3) for s in redone] == [round(before_crash[s], 3) for s in redone]
+
+
+def test_the_embedded_worker_stops_with_the_studio_even_when_it_is_killed(env, tmp_path):
+    from conftest import free_port, wait_for_http
+
+    port = free_port()
+    studio = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=open(tmp_path / "studio.log", "w"), stderr=subprocess.STDOUT)
+    wait_for_http(f"http://127.0.0.1:{port}/", studio)
+    children = wait_for(lambda: open(f"/proc/{studio.pid}/task/{studio.pid}/children").read().split(), seconds=30)
+    worker = int(children[0])
+    assert b"jobs.worker" in open(f"/proc/{worker}/cmdline", "rb").read()
+    studio.kill()  # SIGKILL: the studio runs no clean-up of its own
+    studio.wait()
+    wait_for(lambda: not os.path.exists(f"/proc/{worker}") or "Z" in open(f"/proc/{worker}/stat").read().split()[2], seconds=30)

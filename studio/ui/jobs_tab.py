@@ -68,10 +68,14 @@ def build(settings: Settings, store: Store) -> JobsTab:
         status = job_status(store, int(job_id))
         return progress_html(status), pd.DataFrame(status.curve or {"step": [], "loss": [], "series": []}), log_tail(job_folder(settings, int(job_id)) / "train.log")
 
-    def refresh(job_id):
-        return (job_rows(store), gr.update(choices=job_choices(store)), *details(job_id))
+    def refresh(job_id, drawn):
+        """Redraw the loss chart only when it has new points: redrawing restarts its rendering."""
+        text, points, tail = details(job_id)
+        key = (job_id, len(points))
+        return job_rows(store), gr.update(choices=job_choices(store)), text, points if key != drawn else gr.skip(), tail, key
 
-    timer.tick(refresh, job, [table, job, progress, curve, log])
+    drawn = gr.State(None)
+    timer.tick(refresh, [job, drawn], [table, job, progress, curve, log, drawn])
     job.change(details, job, [progress, curve, log])
 
     @shown_to_user

@@ -96,8 +96,12 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
 
     inputs = [dataset, model, method, *fields]
     gr.on([c.change for c in inputs], describe, inputs, summary)
-    # Opening the tab refreshes the saved datasets and the estimate (the first dataset is preselected).
-    page.select(lambda: gr.update(choices=dataset_choices(store)), None, dataset).then(describe, inputs, summary)
+    def refresh_datasets(current):
+        """Opening the tab shows datasets saved since; with none chosen yet, the newest is chosen."""
+        choices = dataset_choices(store)
+        return gr.update(choices=choices, value=current if current is not None or not choices else choices[0][1])
+
+    page.select(refresh_datasets, dataset, dataset).then(describe, inputs, summary)
 
     chosen_preset.input(lambda p: [getattr(preset(p), f.name) for f in ADVANCED], chosen_preset, fields)
 
