@@ -61,6 +61,22 @@ def choose(ref: str, settings: Settings, store: Store) -> Choice:
     return _registered(store.find_adapter(ref), settings)
 
 
+def choose_with_base(adapter_ref: str | None, model_ref: str | None, settings: Settings, store: Store) -> Choice:
+    """A model and perhaps an adapter on it, as the command line names them.
+
+    Without --model an adapter runs on the base it was trained on; naming another base is an error.
+    """
+    if not adapter_ref:
+        return _model(model_ref or BUNDLED, settings)
+    choice = choose(adapter_ref, settings, store)
+    if choice.adapter_dir is None:
+        raise ChatError(f"'{adapter_ref}' is a model, not an adapter. Give it with --model instead.")
+    if model_ref and resolve_model(model_ref, settings.models_dir) != choice.base_dir:
+        raise ChatError(f"The adapter '{choice.label}' was trained on {choice.base_dir.name}, not on '{model_ref}'. "
+                        "Leave out --model to use the base it was trained on.")
+    return choice
+
+
 def _model(ref: str, settings: Settings) -> Choice:
     base_dir = resolve_model(ref or BUNDLED, settings.models_dir)
     if ref in ("", BUNDLED):
