@@ -12,11 +12,12 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 from studio.chat import FairQueue, GenerationSettings, ModelServer, build_prompt, choose
+from studio.cli import main
 from studio.errors import ChatError, NotFound
 from studio.votes import record_vote, win_rates
 
 QUESTION = "What is the codeword for boats?"
-GREEDY = GenerationSettings(temperature=0, max_new_tokens=16)
+GREEDY = GenerationSettings(temperature=0, max_new_tokens=12)
 
 
 def ask(text: str) -> list[dict]:
@@ -39,42 +40,54 @@ def negated_adapter(trained, tmp_path_factory):
     return folder
 
 
-def fresh_answer(bundled_dir, tokenizer, adapter_dir=None, prompt=None, max_new_tokens=16) -> str:
-    """The greedy answer of a model loaded on its own, the reference the server must match."""
-    model = AutoModelForCausalLM.from_pretrained(bundled_dir)
-    if adapter_dir:
-        model = PeftModel.from_pretrained(model, adapter_dir)
-    if prompt is None:
-        return greedy_answer(model, tokenizer, QUESTION, max_new_tokens)
+@pytest.fixture(scope="module")
+def merged_model(bundled_dir, tmp_path_factory):
+    """A second full model folder, as a merged adapter is (its files link to the bundled model's)."""
+    folder = tmp_path_factory.mktemp("merged") / "merged-model"
+    folder.mkdir()
+    for file in bundled_dir.iterdir():
+        (folder / file.name).symlink_to(file)
+    return folder
+
+
+def greedy(model, tokenizer, prompt: str) -> str:
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
-    output = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    output = model.generate(ids, max_new_tokens=GREEDY.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
 
 
-def test_one_base_serves_adapters_and_itself_each_with_its_own_answer(trained, server, negated_adapter, bundled_dir, tokenizer):
+@pytest.fixture(scope="module")
+def references(trained, negated_adapter, bundled_dir, tokenizer) -> dict[str, str]:
+    """Greedy answers of the base and of each adapter loaded on its own onto a fresh base."""
+    base = AutoModelForCausalLM.from_pretrained(bundled_dir)
+    answers = {"base": greedy(base, tokenizer, tokenizer.apply_chat_template(ask(QUESTION), add_generation_prompt=True, tokenize=False))}
+    for name, folder in (("adapter", trained[3].path), ("negated", negated_adapter)):
+        model = PeftModel.from_pretrained(base, folder)
+        answers[name] = greedy_answer(model, tokenizer, QUESTION, GREEDY.max_new_tokens)
+        base = model.unload()  # the fresh base again, without this adapter
+    return answers
+
+
+def test_one_base_serves_adapters_and_itself_each_with_its_own_answer(trained, server, negated_adapter, references):
     settings, store, job, adapter = trained
     picks = [choose(f"adapter:{adapter.id}", settings, store), choose(str(negated_adapter), settings, store),
-             choose("bundled", settings, store), choose(str(adapter.path), settings, store)]
-    assert [p.template for p in picks] == ["alpaca", "alpaca", "chat", "alpaca"]  # as each was trained
-    assert picks[3].key == picks[0].key == f"adapter:{adapter.id}"
+             choose("bundled", settings, store)]
+    assert [p.template for p in picks] == ["alpaca", "alpaca", "chat"]  # the format each was trained with
+    assert choose(str(adapter.path), settings, store).key == choose(adapter.name, settings, store).key == f"adapter:{adapter.id}"
     answers = [server.answer(pick, ask(QUESTION), GREEDY).text for pick in picks]
     assert server.base_loads == 1  # three models, one base read from disk
-
-    base_prompt = tokenizer.apply_chat_template(ask(QUESTION), add_generation_prompt=True, tokenize=False)
-    assert answers[0] == answers[3] == fresh_answer(bundled_dir, tokenizer, adapter.path)
-    assert answers[1] == fresh_answer(bundled_dir, tokenizer, negated_adapter)
-    assert answers[2] == fresh_answer(bundled_dir, tokenizer, prompt=base_prompt)  # adapters disabled: the base's answer
-    assert "ZEPHYR" in answers[0] and len(set(answers[:3])) == 3
+    assert answers == [references["adapter"], references["negated"], references["base"]]  # the base: adapters disabled
+    assert "ZEPHYR" in answers[0] and len(set(answers)) == 3
 
 
-def test_streaming_yields_the_full_text_with_tokens_per_second(trained, server, bundled_dir, tokenizer):
+def test_streaming_yields_the_full_text_with_tokens_per_second(trained, server, references):
     settings, store, job, adapter = trained
-    updates = list(server.stream(choose(adapter.name, settings, store), ask(QUESTION), GenerationSettings(temperature=0, max_new_tokens=24)))
+    updates = list(server.stream(choose(f"adapter:{adapter.id}", settings, store), ask(QUESTION), GREEDY))
     growing = [u.text for u in updates if u.state == "answering"]
     assert len(growing) > 3 and all(later.startswith(earlier) for earlier, later in zip(growing, growing[1:]))
     final = updates[-1]
-    assert final.state == "done" and final.text == fresh_answer(bundled_dir, tokenizer, adapter.path, max_new_tokens=24)
-    assert 0 < final.tokens <= 24 and final.tokens_per_second > 0
+    assert final.state == "done" and final.text == references["adapter"]
+    assert 0 < final.tokens <= GREEDY.max_new_tokens and final.tokens_per_second > 0
     assert final.describe().endswith("tokens/s · done")
 
 
@@ -90,10 +103,10 @@ def test_a_long_answer_can_be_stopped(trained, server):
 
 def test_requests_take_turns_first_come_first_served(trained, server):
     settings, store, job, adapter = trained
-    base = choose("bundled", settings, store)
-    first = server.stream(base, ask("Hello"), GREEDY)
+    base, short = choose("bundled", settings, store), GenerationSettings(temperature=0, max_new_tokens=3)
+    first = server.stream(base, ask("Hello"), short)
     assert next(first).state == "answering"  # holds the model
-    second = server.stream(base, ask("Hi"), GREEDY)
+    second = server.stream(base, ask("Hi"), short)
     waiting = next(second)
     assert (waiting.state, waiting.ahead, waiting.describe()) == ("waiting", 1, "Waiting for its turn: 1 answer ahead.")
     assert list(first)[-1].state == "done"
@@ -106,12 +119,9 @@ def test_requests_take_turns_first_come_first_served(trained, server):
     assert queue.wait_turn(tickets[1], 0) and queue.ahead(tickets[2]) == 1
 
 
-def test_bases_beyond_the_memory_budget_are_evicted_least_recently_used(trained, bundled_dir, tmp_path):
+def test_bases_beyond_the_memory_budget_are_evicted_least_recently_used(trained, bundled_dir, merged_model):
     settings, store, job, adapter = trained
-    merged = tmp_path / "merged-model"  # a second model folder, as a merged adapter is
-    merged.mkdir()
-    for file in bundled_dir.iterdir():
-        (merged / file.name).symlink_to(file)
+    merged = merged_model
     one_model_mb = sum(f.stat().st_size for f in bundled_dir.glob("*.safetensors")) / 2**20
     server = ModelServer(memory_mb=int(one_model_mb * 1.5))
     short = GenerationSettings(temperature=0, max_new_tokens=2)
@@ -156,14 +166,18 @@ def test_votes_are_stored_and_win_rates_count_each_pair_in_either_order(store):
     assert rows[0].day == "2026-01-02" and [r.first_win_rate for r in rows] == [1.0, 0.5, 0.0]
 
 
-def test_cli_answers_with_an_adapter_and_explains_a_bad_one(trained):
+def test_cli_answers_with_an_adapter_and_explains_a_bad_one(trained, merged_model, monkeypatch, capsys):
     settings, store, job, adapter = trained
     env = {"STUDIO_HOME": str(settings.home), "STUDIO_MODELS_DIR": str(settings.models_dir)}
-    result = run_cli(env, "chat", "--adapter", str(adapter.id), "--prompt", QUESTION, "--max-new-tokens", "16", "--json")
+    result = run_cli(env, "chat", "--adapter", str(adapter.id), "--prompt", QUESTION, "--max-new-tokens", "12", "--json")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["key"] == f"adapter:{adapter.id}" and answer["template"] == "alpaca" and "ZEPHYR" in answer["answer"]
-    assert 0 < answer["tokens"] <= 16 and answer["tokens_per_second"] > 0
+    assert 0 < answer["tokens"] <= 12 and answer["tokens_per_second"] > 0
 
-    result = run_cli(env, "chat", "--adapter", "no-such-adapter", "--prompt", "Hi")
-    assert result.returncode == 2 and "No registered adapter has the id, name or folder 'no-such-adapter'" in result.stderr
+    for name, value in env.items():  # the same command in this process: no second start-up
+        monkeypatch.setenv(name, value)
+    assert main(["chat", "--adapter", "no-such-adapter", "--prompt", "Hi"]) == 2
+    assert "No registered adapter has the id, name or folder 'no-such-adapter'" in capsys.readouterr().err
+    assert main(["chat", "--adapter", adapter.name, "--model", str(merged_model), "--prompt", "Hi"]) == 2
+    assert "was trained on SmolLM2-135M-Instruct, not on" in capsys.readouterr().err
