@@ -27,7 +27,7 @@ def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
 
     page.locator("#chat-vote-b").click()
     page.locator("#chat-voted").get_by_text("Saved: B better").wait_for()
-    cells = [c.strip() for c in page.locator("#chat-votes tbody tr").first.locator("td").all_inner_texts()]
+    cells = [c.strip() for c in page.locator("#chat-votes").get_by_role("row").nth(1).get_by_role("gridcell").all_inner_texts()]
     assert cells[:2] == [f"{adapter.name} (#{adapter.id})", "SmolLM2-135M-Instruct (base)"], cells  # the adapter's key sorts first
     assert cells[3:] == ["1", "1", "0", "0", "100%"], cells  # and it won
     page.locator("#chat-clear").click()

@@ -125,8 +125,8 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
     model_a.input(cleared, None, clear_outputs)
     model_b.input(cleared, None, clear_outputs)
     model_b.change(lambda ref: (gr.Column(visible=bool(ref)), gr.Row(visible=bool(ref))), model_b, [column_b, vote_row])
-    page.select(lambda: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store))),
-                None, [model_a, model_b])
+    page.select(lambda: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store)),
+                         vote_rows(store)), None, [model_a, model_b, table])
 
     def vote_for(winner: str):
         @shown_to_user
