@@ -1,4 +1,6 @@
-"""The Chat tab in a real Chromium and through gradio_client: A/B side by side, votes, Clear."""
+"""The Chat tab in a real Chromium and through gradio_client: A/B side by side, votes, Clear, Stop."""
+
+import time
 
 import pytest
 from conftest import screenshot
@@ -35,7 +37,7 @@ def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
     assert QUESTION not in page.locator("#chat-a").inner_text()
 
 
-def test_ab_and_single_model_chat_through_gradio_client(trained_studio):
+def test_ab_single_model_and_stopped_chat_through_gradio_client(trained_studio):
     from gradio_client import Client
 
     url, adapter = trained_studio
@@ -49,6 +51,14 @@ def test_ab_and_single_model_chat_through_gradio_client(trained_studio):
 
     chat_a, chat_b, status_a, status_b, _ = client.predict(QUESTION, f"adapter:{adapter.id}", "", [], [], *settings, api_name="/chat")
     assert "ZEPHYR" in str(chat_a[-1]["content"]) and chat_b == [] and status_b == ""
+
+    story = client.submit("Tell me a long story about a dragon.", "base:bundled", f"adapter:{adapter.id}", [], [],
+                          0.8, 0.9, 400, 1, "", api_name="/chat")
+    while not story.outputs():  # A has begun (or waits its turn)
+        time.sleep(0.2)
+    client.predict(api_name="/stop")
+    chat_a, chat_b, status_a, status_b, _ = story.result()
+    assert status_a.endswith("· stopped") and status_b == "Stopped before this side answered." and chat_b == []
 
     with pytest.raises(Exception, match="Type a message first"):
         client.predict("  ", "base:bundled", "", [], [], *settings, api_name="/chat")

@@ -56,10 +56,10 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
     with gr.Row():
         with gr.Column():
             status_a = gr.Markdown(elem_id="chat-status-a")
-            chat_a = gr.Chatbot(label="A", height=420, elem_id="chat-a")
+            chat_a = gr.Chatbot(label="A", height=420, buttons=["copy", "copy_all"], elem_id="chat-a")
         with gr.Column(visible=False) as column_b:
             status_b = gr.Markdown(elem_id="chat-status-b")
-            chat_b = gr.Chatbot(label="B", height=420, elem_id="chat-b")
+            chat_b = gr.Chatbot(label="B", height=420, buttons=["copy", "copy_all"], elem_id="chat-b")
     message = gr.Textbox(label="Message", placeholder="Type a message and press Enter", elem_id="chat-message")
     with gr.Row():
         send = gr.Button("Send", variant="primary", elem_id="chat-send")
