@@ -8,6 +8,18 @@ from conftest import screenshot
 QUESTION = "What is the codeword for boats?"
 
 
+def set_slider(page, slider: str, value: str) -> None:
+    """Type a slider's value; again if the slider, just shown, was still setting its initial value."""
+    box = page.locator(f"{slider} input[type=number]")
+    for _ in range(5):
+        box.fill(value)
+        box.press("Enter")
+        page.wait_for_timeout(300)
+        if box.input_value() == value and page.locator(f"{slider} input[type=range]").input_value() == value:
+            return
+    raise AssertionError(f"{slider} did not take the value {value}")
+
+
 def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
     url, adapter = trained_studio
     page.goto(url)
@@ -15,9 +27,8 @@ def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
     page.locator("#chat-model-b input").click()
     page.get_by_role("option", name=f"{adapter.name} (adapter #{adapter.id})").click()
     page.get_by_text("Generation settings").click()
-    for slider, value in (("#chat-temperature", "0"), ("#chat-max-new-tokens", "16")):
-        page.locator(f"{slider} input[type=number]").fill(value)
-        page.locator(f"{slider} input[type=number]").press("Enter")
+    set_slider(page, "#chat-temperature", "0")  # greedy: the answers below are the models' own, not luck
+    set_slider(page, "#chat-max-new-tokens", "16")
     page.locator("#chat-message textarea").fill(QUESTION)
     page.locator("#chat-send").click()
 
