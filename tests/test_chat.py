@@ -127,6 +127,9 @@ def test_bases_beyond_the_memory_budget_are_evicted_least_recently_used(trained,
     short = GenerationSettings(temperature=0, max_new_tokens=2)
     picks = [choose("bundled", settings, store), choose(str(merged), settings, store)]
     assert picks[1].key == f"model:{merged}" and picks[1].adapter_dir is None
+    first = server.stream(picks[0], ask("Hi"), short)
+    assert next(first).describe() == "Loading the model into memory (only the first time it is used)..."
+    first.close()
     for pick in (picks[0], picks[1], picks[1], picks[0]):
         server.answer(pick, ask("Hi"), short)
     assert server.base_loads == 3 and server.loaded_bases() == [bundled_dir]
