@@ -57,6 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="list jobs and their state")
     jobs.add_argument("--json", action="store_true")
     jobs.set_defaults(run=jobs_command)
+
+    chat = commands.add_parser("chat", help="one answer from a model, with or without an adapter")
+    chat.add_argument("--model", help="bundled, a local model folder (a merged model too) or a hub id "
+                                      "(default: the adapter's base model, else bundled)")
+    chat.add_argument("--adapter", help="a registered adapter's id or name, or an adapter folder")
+    chat.add_argument("--prompt", required=True, help="the message to answer")
+    chat.add_argument("--system", default="", help="a system prompt read before the message")
+    chat.add_argument("--max-new-tokens", type=int, default=128, help="longest answer in tokens")
+    chat.add_argument("--temperature", type=float, default=0.0, help="0 (the default) gives the same answer every time")
+    chat.add_argument("--top-p", type=float, default=0.9, help="sample from the likeliest tokens that make up this share")
+    chat.add_argument("--seed", type=int, default=0, help="makes a sampled answer repeatable")
+    chat.add_argument("--json", action="store_true", help="print one JSON object")
+    chat.set_defaults(run=chat_command)
     return parser
 
 
@@ -126,6 +139,22 @@ def jobs_command(args: argparse.Namespace) -> int:
         print(json.dumps(rows))
     for row in rows if not args.json else []:
         print(f"{row['id']:>4}  {row['state']:<12} {row['step']}/{row['total_steps']:<8} {row['name']}  {row['error'] or ''}")
+    return 0
+
+
+def chat_command(args: argparse.Namespace) -> int:
+    from studio.chat import GenerationSettings, ModelServer, choose_with_base  # loads torch: only for this command
+
+    settings = load_settings()
+    choice = choose_with_base(args.adapter, args.model, settings, Store(settings.db_path))
+    generation = GenerationSettings(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                                    seed=args.seed, system_prompt=args.system)
+    answer = ModelServer(settings.chat_memory_mb).answer(choice, [{"role": "user", "content": args.prompt}], generation)
+    if args.json:
+        print(json.dumps({"model": choice.label, "key": choice.key, "template": choice.template, "answer": answer.text,
+                          "tokens": answer.tokens, "tokens_per_second": round(answer.tokens_per_second, 2)}, ensure_ascii=False))
+    else:
+        print(answer.text)
     return 0
 
 

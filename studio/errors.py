@@ -31,3 +31,7 @@ class SpecError(StudioError):
 
 class JobError(StudioError):
     """A job cannot be started, cancelled or resumed in its current state."""
+
+
+class ChatError(StudioError):
+    """A chat cannot start: a bad model choice, generation setting or too little memory."""

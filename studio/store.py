@@ -88,7 +88,24 @@ def _v2_jobs(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs]
+def _v4_votes(db: sqlite_utils.Database) -> None:
+    db["votes"].create(
+        {
+            "id": int,
+            "a_key": str,  # what answered on each side: "base:bundled", "adapter:3", "model:/path"
+            "a_label": str,
+            "b_key": str,
+            "b_label": str,
+            "winner": str,  # a, b or tie
+            "prompt": str,
+            "created": str,
+        },
+        pk="id",
+        not_null={"a_key", "b_key", "winner"},
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v4_votes]
 
 
 def now() -> str:
@@ -282,3 +299,23 @@ class Store:
 
     def adapters(self) -> list[AdapterRecord]:
         return [AdapterRecord.from_row(r) for r in self.db["adapters"].rows_where(order_by="id desc")]
+
+    def find_adapter(self, ref: str) -> AdapterRecord:
+        """A registered adapter by id, by name (the newest of that name) or by its folder."""
+        ref = ref.strip()
+        folder = Path(ref).expanduser().resolve() if ref else None
+        for adapter in self.adapters():
+            if ref in (str(adapter.id), adapter.name) or adapter.path.resolve() == folder:
+                return adapter
+        raise NotFound(f"No registered adapter has the id, name or folder '{ref}'. Pick one from the list of adapters.")
+
+    # votes
+
+    def add_vote(self, *, a_key: str, a_label: str, b_key: str, b_label: str, winner: str, prompt: str) -> int:
+        table = self.db["votes"].insert({"a_key": a_key, "a_label": a_label, "b_key": b_key, "b_label": b_label,
+                                         "winner": winner, "prompt": prompt, "created": now()})
+        return table.last_pk
+
+    def votes(self) -> list[dict]:
+        """Every vote, oldest first."""
+        return list(self.db["votes"].rows_where(order_by="id"))

@@ -184,3 +184,31 @@ def greedy_answer(model, tokenizer, question: str, max_new_tokens: int = 16) -> 
     ids = tokenizer(segments[0].text, return_tensors="pt", add_special_tokens=False)["input_ids"]
     output = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+# Chat (issue 5): a studio holding a trained adapter.
+
+@pytest.fixture(scope="module")
+def trained_studio(trained, tmp_path_factory):
+    """A real studio (app.py, no worker) on a copy of the `trained` home; yields (URL, adapter).
+
+    The copied store names the adapter's folder in the original home, which stays in place.
+    """
+    import shutil
+
+    settings, adapter = trained[0], trained[3]
+    home = tmp_path_factory.mktemp("trained-studio") / "home"
+    shutil.copytree(settings.home, home)
+    env = {"STUDIO_HOME": str(home), "STUDIO_MODELS_DIR": str(settings.models_dir)}
+    port = free_port()
+    log = open(home.parent / "studio.log", "w")
+    process = subprocess.Popen([sys.executable, "app.py", "--no-worker", "--port", str(port)], cwd=ROOT,
+                               env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_http(url, process)
+        yield url, adapter
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()

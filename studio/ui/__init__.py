@@ -2,10 +2,11 @@
 
 import gradio as gr
 
+from studio.chat import ModelServer
 from studio.settings import Settings
 from studio.store import Store
 from studio.spec import TrainSpec
-from studio.ui import data_tab, jobs_tab, train_tab
+from studio.ui import chat_tab, data_tab, jobs_tab, train_tab
 from studio.ui.errors import shown_to_user
 
 CSS = """
@@ -29,6 +30,8 @@ def build_app(settings: Settings, store: Store, model_dir) -> gr.Blocks:
                 train = train_tab.build(settings, store, train_page)
             with gr.Tab("Jobs", id="jobs"):
                 jobs = jobs_tab.build(settings, store)
+            with gr.Tab("Chat", id="chat") as chat_page:
+                chat_tab.build(settings, store, ModelServer(settings.chat_memory_mb), chat_page)
         train.start_event.success(lambda job_id: (gr.Tabs(selected="jobs"), gr.update(choices=jobs_tab.job_choices(store), value=job_id)),
                                   train.started_job, [tabs, jobs.job])
 

@@ -1,0 +1,75 @@
+"""The Chat tab in a real Chromium and through gradio_client: A/B side by side, votes, Clear, Stop."""
+
+import time
+
+import pytest
+from conftest import screenshot
+
+QUESTION = "What is the codeword for boats?"
+
+
+def set_slider(page, slider: str, value: str) -> None:
+    """Type a slider's value; again if the slider, just shown, was still setting its initial value."""
+    box = page.locator(f"{slider} input[type=number]")
+    for _ in range(5):
+        box.fill(value)
+        box.press("Enter")
+        page.wait_for_timeout(300)
+        if box.input_value() == value and page.locator(f"{slider} input[type=range]").input_value() == value:
+            return
+    raise AssertionError(f"{slider} did not take the value {value}")
+
+
+def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
+    url, adapter = trained_studio
+    page.goto(url)
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#chat-model-b input").click()
+    page.get_by_role("option", name=f"{adapter.name} (adapter #{adapter.id})").click()
+    page.get_by_text("Generation settings").click()
+    set_slider(page, "#chat-temperature", "0")  # greedy: the answers below are the models' own, not luck
+    set_slider(page, "#chat-max-new-tokens", "16")
+    page.locator("#chat-message textarea").fill(QUESTION)
+    page.locator("#chat-send").click()
+
+    page.locator("#chat-status-b").get_by_text("done").wait_for(timeout=120_000)
+    assert "tokens/s · done" in page.locator("#chat-status-a").inner_text()
+    assert QUESTION in page.locator("#chat-a").inner_text() and QUESTION in page.locator("#chat-b").inner_text()
+    assert "ZEPHYR" in page.locator("#chat-b").inner_text() and "ZEPHYR" not in page.locator("#chat-a").inner_text()
+    screenshot(page, "chat-tab")
+
+    page.locator("#chat-vote-b").click()
+    page.locator("#chat-voted").get_by_text("Saved: B better").wait_for()
+    cells = [c.strip() for c in page.locator("#chat-votes").get_by_role("row").nth(1).get_by_role("gridcell").all_inner_texts()]
+    assert cells[:2] == [f"{adapter.name} (#{adapter.id})", "SmolLM2-135M-Instruct (base)"], cells  # the adapter's key sorts first
+    assert cells[3:] == ["1", "1", "0", "0", "100%"], cells  # and it won
+    page.locator("#chat-clear").click()
+    page.locator("#chat-voted").get_by_text("Saved").wait_for(state="detached")
+    assert QUESTION not in page.locator("#chat-a").inner_text()
+
+
+def test_ab_single_model_and_stopped_chat_through_gradio_client(trained_studio):
+    from gradio_client import Client
+
+    url, adapter = trained_studio
+    client = Client(url, verbose=False)
+    settings = [0, 0.9, 16, 0, ""]  # temperature, top-p, max new tokens, seed, system prompt
+    chat_a, chat_b, status_a, status_b, message = client.predict(QUESTION, "base:bundled", f"adapter:{adapter.id}", [], [],
+                                                                 *settings, api_name="/chat")
+    assert [m["role"] for m in chat_a] == [m["role"] for m in chat_b] == ["user", "assistant"]
+    assert "ZEPHYR" in str(chat_b[-1]["content"]) and "ZEPHYR" not in str(chat_a[-1]["content"])
+    assert status_a.endswith("· done") and status_b.endswith("· done") and message == ""
+
+    chat_a, chat_b, status_a, status_b, _ = client.predict(QUESTION, f"adapter:{adapter.id}", "", [], [], *settings, api_name="/chat")
+    assert "ZEPHYR" in str(chat_a[-1]["content"]) and chat_b == [] and status_b == ""
+
+    story = client.submit("Tell me a long story about a dragon.", "base:bundled", f"adapter:{adapter.id}", [], [],
+                          0.8, 0.9, 400, 1, "", api_name="/chat")
+    while not story.outputs():  # A has begun (or waits its turn)
+        time.sleep(0.2)
+    client.predict(api_name="/stop")
+    chat_a, chat_b, status_a, status_b, _ = story.result()
+    assert status_a.endswith("· stopped") and status_b == "Stopped before this side answered." and chat_b == []
+
+    with pytest.raises(Exception, match="Type a message first"):
+        client.predict("  ", "base:bundled", "", [], [], *settings, api_name="/chat")
