@@ -31,3 +31,11 @@ class SpecError(StudioError):
 
 class JobError(StudioError):
     """A job cannot be started, cancelled or resumed in its current state."""
+
+
+class EvaluationError(StudioError):
+    """An adapter cannot be evaluated, for example for want of validation rows."""
+
+
+class ExportError(StudioError):
+    """An adapter cannot be merged, mixed or packed for download."""

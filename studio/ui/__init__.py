@@ -5,7 +5,7 @@ import gradio as gr
 from studio.settings import Settings
 from studio.store import Store
 from studio.spec import TrainSpec
-from studio.ui import data_tab, jobs_tab, train_tab
+from studio.ui import compare_tab, data_tab, download_tab, jobs_tab, merge_tab, train_tab
 from studio.ui.errors import shown_to_user
 
 CSS = """
@@ -16,6 +16,9 @@ CSS = """
 .studio-prompt {color: #666;}
 .studio-response {background: #e6f4ea; color: #124; font-weight: 600;}
 .studio-bar {background: #6a8fd8; height: 14px; display: inline-block;}
+.studio-table {border-collapse: collapse; margin-bottom: 12px;}
+.studio-table td, .studio-table th {border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; white-space: pre-wrap;}
+.studio-diff td {background: #fff3c4;}
 """
 
 
@@ -29,6 +32,12 @@ def build_app(settings: Settings, store: Store, model_dir) -> gr.Blocks:
                 train = train_tab.build(settings, store, train_page)
             with gr.Tab("Jobs", id="jobs"):
                 jobs = jobs_tab.build(settings, store)
+            with gr.Tab("Compare", id="compare") as compare_page:
+                compare_tab.build(store, compare_page)
+            with gr.Tab("Merge", id="merge") as merge_page:
+                merge_tab.build(store, merge_page)
+            with gr.Tab("Download", id="download") as download_page:
+                download_tab.build(store, download_page)
         train.start_event.success(lambda job_id: (gr.Tabs(selected="jobs"), gr.update(choices=jobs_tab.job_choices(store), value=job_id)),
                                   train.started_job, [tabs, jobs.job])
 
