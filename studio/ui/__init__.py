@@ -47,6 +47,8 @@ def build_app(settings: Settings, store: Store, model_dir) -> gr.Blocks:
             if job_id is None:
                 raise gr.Error("Pick a job to clone first.")
             job = store.job(int(job_id))
+            if job.kind != "train":
+                raise gr.Error(f"Job {job.id} is a {job.kind} job; only training jobs can be cloned.")
             spec = TrainSpec.from_dict(job.spec)
             values = [getattr(spec, name) for name in train.advanced]
             return (gr.Tabs(selected="train"), gr.update(choices=train_tab.dataset_choices(store), value=job.dataset_id),
