@@ -200,7 +200,7 @@ def merge_command(args: argparse.Namespace) -> int:
     spec = {"adapter_id": adapter.id, "dtype": args.dtype, "output": str(output)}
     _run_here(settings, store, "merge", f"merge {adapter.name} ({args.dtype})", adapter.base_model, spec)
     merge = store.merges(adapter.id)[0]
-    print(f"Merged model saved in {merge.path} ({merge.dtype}; {merge.verified_prompts} prompts answered exactly as the adapter does).")
+    print(f"Merged model saved in {merge.path} ({merge.dtype}; before saving, it answered {merge.verified_prompts} check prompts exactly as the adapter does).")
     return 0
 
 

@@ -55,13 +55,15 @@ def check_prompts(store: Store, adapter: AdapterRecord) -> list[str]:
 
 def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: str, prompts: list[str],
                   progress: Progress = lambda done, total: None) -> int:
-    """Merge an adapter into its unquantized base and save a plain Hugging Face model folder.
+    """Merge an adapter into its unquantized base and save a plain Hugging Face model folder in `dtype`.
 
-    The base is loaded in `dtype` without quantization even for a QLoRA adapter, as peft
-    requires for merging. Before the folder is renamed into place, the saved model's greedy
-    answers to `prompts` must equal the unmerged adapter's token for token. Returns the
-    number of prompts verified. Raises ExportError for an unknown dtype, an existing output
-    or a failed check; ModelError when the base cannot be loaded.
+    The base is loaded in float32 without quantization, also for a QLoRA adapter, as peft
+    requires for merging. Two checks come before the folder is renamed into place: the merged
+    model's greedy answers to `prompts` equal the unmerged adapter's token for token (in
+    float32, where rounding cannot flip a token), and the saved weights read back equal the
+    merged weights in `dtype` bit for bit. Returns the number of prompts checked. Raises
+    ExportError for an unknown dtype, an existing output or a failed check; ModelError when
+    the base cannot be loaded.
     """
     import torch
     from peft import PeftModel
@@ -74,21 +76,24 @@ def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: s
     staging, device, steps = _staging(output), pick_device(), 5
     try:
         tokenizer = _tokenizer(adapter.path)
-        base = load_base_model(base_dir, quantize_4bit=False, device=device).to(getattr(torch, dtype))
-        model = PeftModel.from_pretrained(base, str(adapter.path)).eval()
-        progress(1, steps)
+        model = PeftModel.from_pretrained(load_base_model(base_dir, quantize_4bit=False, device=device), str(adapter.path)).eval()
         expected = [greedy_ids(model, tokenizer, p, VERIFY_NEW_TOKENS) for p in prompts]
-        progress(2, steps)
+        progress(1, steps)
         merged = model.merge_and_unload()
+        differ = sum(greedy_ids(merged, tokenizer, p, VERIFY_NEW_TOKENS) != ids for p, ids in zip(prompts, expected))
+        if differ:
+            raise ExportError(f"The merged model answers {differ} of {len(prompts)} check prompts differently from the adapter, "
+                              "so it was not saved: merging would change how the model behaves. The job log has the details; please report it.")
+        progress(2, steps)
+        merged = merged.to(getattr(torch, dtype))
         merged.save_pretrained(str(staging), safe_serialization=True)
         tokenizer.save_pretrained(str(staging))
-        del model, merged, base
         progress(3, steps)
-        reloaded = AutoModelForCausalLM.from_pretrained(str(staging), dtype=getattr(torch, dtype)).to(device.name).eval()
-        differ = [p for p, ids in zip(prompts, expected) if greedy_ids(reloaded, tokenizer, p, VERIFY_NEW_TOKENS) != ids]
-        if differ:
-            raise ExportError(f"The merged model answers {len(differ)} of {len(prompts)} check prompts differently from the "
-                              f"adapter, so it was not saved. Merge again in float32, which keeps the adapter exact.")
+        saved = AutoModelForCausalLM.from_pretrained(str(staging), dtype=getattr(torch, dtype)).to(device.name).state_dict()
+        weights = merged.state_dict()
+        if any(not torch.equal(tensor, weights[name]) for name, tensor in saved.items() if name in weights):
+            raise ExportError(f"The merged model read back from '{staging}' differs from what was saved; the disk may be "
+                              "full or failing. Free some space and merge again.")
         progress(4, steps)
         (staging / "README.md").write_text(_merged_card(adapter, dtype, len(prompts)))
         (staging / "studio.json").write_text(json.dumps(
