@@ -2,6 +2,7 @@
 
 import gradio as gr
 
+from studio.errors import JobError
 from studio.settings import Settings
 from studio.store import Store
 from studio.spec import TrainSpec
@@ -48,7 +49,7 @@ def build_app(settings: Settings, store: Store, model_dir) -> gr.Blocks:
                 raise gr.Error("Pick a job to clone first.")
             job = store.job(int(job_id))
             if job.kind != "train":
-                raise gr.Error(f"Job {job.id} is a {job.kind} job; only training jobs can be cloned.")
+                raise JobError(f"Job {job.id} is a {job.kind} job; only training jobs can be cloned. Pick a training job.")
             spec = TrainSpec.from_dict(job.spec)
             values = [getattr(spec, name) for name in train.advanced]
             return (gr.Tabs(selected="train"), gr.update(choices=train_tab.dataset_choices(store), value=job.dataset_id),
