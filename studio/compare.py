@@ -44,7 +44,7 @@ def _base_evaluation(chosen: list[Column]) -> EvaluationRecord | None:
 
 
 def settings_table(chosen: list[Column]) -> Table:
-    """Base model, method, data and every training setting; a row is marked where the columns differ."""
+    """Base model, method, data and every training setting; a row is marked where the adapters differ."""
     adapters = [c.adapter for c in chosen if c.adapter]
     base_name = adapters[0].base_model if adapters else "bundled"
     keys = sorted({k for a in adapters for k in a.spec})
@@ -53,7 +53,9 @@ def settings_table(chosen: list[Column]) -> Table:
             ["dataset (hash)"] + [c.adapter.dataset_hash[:12] if c.adapter else "—" for c in chosen],
             ["status"] + [c.adapter.status if c.adapter else "—" for c in chosen]]
     rows += [[key] + [str(c.adapter.spec.get(key, "—")) if c.adapter else "—" for c in chosen] for key in keys]
-    return Table(["setting"] + [c.title for c in chosen], rows, [len(set(r[1:])) > 1 for r in rows])
+    # The base model has no settings of its own: differences are among the adapters.
+    compared = [i + 1 for i, c in enumerate(chosen) if c.adapter] if len(adapters) > 1 else range(1, len(chosen) + 1)
+    return Table(["setting"] + [c.title for c in chosen], rows, [len({r[i] for i in compared}) > 1 for r in rows])
 
 
 def metrics_table(chosen: list[Column]) -> Table:
