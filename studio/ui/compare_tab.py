@@ -30,7 +30,7 @@ def table_html(table: compare.Table, title: str) -> str:
 def curve_frame(points: list[dict]) -> pd.DataFrame:
     """Numeric x and y and a text series column: the chart draws one line per series."""
     frame = pd.DataFrame(points, columns=["step", "loss", "series"])
-    return frame.astype({"step": "int64", "loss": "float64", "series": "string"})
+    return frame.astype({"step": "int64", "loss": "float64", "series": "str"})
 
 
 def build(store: Store, page: gr.Tab) -> None:
@@ -43,7 +43,8 @@ def build(store: Store, page: gr.Tab) -> None:
     note = gr.HTML(elem_id="compare-note")
     settings_view = gr.HTML(elem_id="compare-settings")
     metrics_view = gr.HTML(elem_id="compare-metrics")
-    curves = gr.LinePlot(curve_frame([]), x="step", y="loss", color="series", label="Loss curves", height=320, elem_id="compare-curves")
+    # No initial value: a plot created with an empty frame draws no lines when data arrives later.
+    curves = gr.LinePlot(x="step", y="loss", color="series", label="Loss curves", height=320, elem_id="compare-curves")
     answers_view = gr.HTML(elem_id="compare-answers")
 
     page.select(lambda: gr.update(choices=choices(store)), None, picked)
