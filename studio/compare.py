@@ -47,7 +47,7 @@ def settings_table(chosen: list[Column]) -> Table:
     """Base model, method, data and every training setting; a row is marked where the adapters differ."""
     adapters = [c.adapter for c in chosen if c.adapter]
     base_name = adapters[0].base_model if adapters else "bundled"
-    keys = sorted({k for a in adapters for k in a.spec})
+    keys = sorted({k for a in adapters for k in a.spec} - {"method"})  # method has its own row
     rows = [["base model"] + [c.adapter.base_model if c.adapter else base_name for c in chosen],
             ["method"] + [c.adapter.method if c.adapter else "none" for c in chosen],
             ["dataset (hash)"] + [c.adapter.dataset_hash[:12] if c.adapter else "—" for c in chosen],
