@@ -1,8 +1,9 @@
 """What the UI and the CLI do to jobs: submit, cancel, resume. The store is the truth."""
 
 from jobs.queue import huey
-from jobs.tasks import resume, train_job
-from studio.errors import JobError
+from jobs.tasks import enqueue, resume, train_job
+from studio.errors import ExportError, JobError
+from studio.export import DTYPES, check_mix
 from studio.spec import TrainSpec
 from studio.store import JobRecord, Store, now
 
@@ -15,6 +16,28 @@ def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: Tra
     result = train_job(job.id)
     store.update_job(job.id, task_id=result.id)
     return store.job(job.id)
+
+
+def submit_evaluation(store: Store, adapter_id: int) -> JobRecord:
+    """Queue a (re-)evaluation of an adapter against its base on its validation rows."""
+    adapter = store.adapter(adapter_id)
+    return enqueue(store, "evaluate", f"evaluate {adapter.name}", adapter.base_model, {"adapter_id": adapter.id})
+
+
+def submit_merge(store: Store, adapter_id: int, dtype: str) -> JobRecord:
+    """Queue a merge of an adapter into its base in full precision; the worker runs it, never the web server."""
+    if dtype not in DTYPES:
+        raise ExportError(f"Choose the merged model's precision: one of {', '.join(DTYPES)}, not '{dtype}'.")
+    adapter = store.adapter(adapter_id)
+    return enqueue(store, "merge", f"merge {adapter.name} ({dtype})", adapter.base_model, {"adapter_id": adapter.id, "dtype": dtype})
+
+
+def submit_mix(store: Store, adapter_ids: list[int], weights: list[float], name: str) -> JobRecord:
+    """Queue a weighted mix of adapters of one base; it is registered as a new adapter."""
+    adapters = [store.adapter(i) for i in adapter_ids]
+    check_mix(adapters, weights)
+    name = name.strip() or "mix-" + "-".join(str(a.id) for a in adapters)
+    return enqueue(store, "mix", name, adapters[0].base_model, {"adapter_ids": [a.id for a in adapters], "weights": weights})
 
 
 def cancel_job(store: Store, job_id: int) -> JobRecord:

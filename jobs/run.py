@@ -2,6 +2,7 @@
 
     python -m jobs.run --job-id N
 
+Training jobs run here; evaluate, merge and mix jobs run jobs.artifact_run's recipe.
 Runs by hand too, without Huey. The exit code is 0 when the job reached a final state
 (succeeded, cancelled) and 1 when it failed; the store always says which and why.
 """
@@ -83,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     quiet_libraries()
     settings = load_settings()
-    return 0 if run_job(settings, Store(settings.db_path), args.job_id) else 1
+    store = Store(settings.db_path)
+    if store.job(args.job_id).kind != "train":
+        from jobs.artifact_run import run_artifact_job
+
+        return 0 if run_artifact_job(settings, store, args.job_id) else 1
+    return 0 if run_job(settings, store, args.job_id) else 1
 
 
 if __name__ == "__main__":

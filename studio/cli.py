@@ -16,7 +16,8 @@ from studio.errors import StudioError
 from studio.models import load_tokenizer, resolve_model
 from studio.settings import Settings, load_settings
 from studio.spec import TrainSpec
-from studio.store import DatasetRecord, Store
+from studio.export import DTYPES
+from studio.store import DatasetRecord, JobRecord, Store
 
 
 def _mapping(text: str) -> dict[str, str]:
@@ -70,7 +71,30 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--seed", type=int, default=0, help="makes a sampled answer repeatable")
     chat.add_argument("--json", action="store_true", help="print one JSON object")
     chat.set_defaults(run=chat_command)
+
+    evaluate = commands.add_parser("evaluate", help="measure an adapter against its base on its validation rows")
+    evaluate.add_argument("--adapter", required=True, help="a registered adapter's id, name or folder")
+    evaluate.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
+    evaluate.set_defaults(run=evaluate_command)
+
+    merge = commands.add_parser("merge", help="merge an adapter into its base: a plain Hugging Face model folder")
+    merge.add_argument("--adapter", required=True, help="a registered adapter's id, name or folder")
+    merge.add_argument("--output", required=True, type=Path, help="the new folder for the merged model")
+    merge.add_argument("--dtype", default="float32", choices=list(DTYPES), help="precision of the merged weights (default float32)")
+    merge.set_defaults(run=merge_command)
+
+    export = commands.add_parser("export", help="zip an adapter, or its merged model, with its model card")
+    export.add_argument("--adapter", required=True, help="a registered adapter's id, name or folder")
+    export.add_argument("--output", required=True, type=_zip_path, help="the zip file to write")
+    export.add_argument("--merged", action="store_true", help="zip the adapter's newest merged model (merged in float32 now if there is none)")
+    export.set_defaults(run=export_command)
     return parser
+
+
+def _zip_path(text: str) -> Path:
+    if not text.lower().endswith(".zip"):
+        raise argparse.ArgumentTypeError(f"the output must be a .zip file name, not '{text}'")
+    return Path(text)
 
 
 def data_check(args: argparse.Namespace) -> int:
@@ -165,3 +189,62 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _run_here(settings: Settings, store: Store, kind: str, name: str, base_model: str, spec: dict) -> JobRecord:
+    """Run an evaluate, merge or mix job in this process, recorded in the store like a queued one."""
+    from jobs.artifact_run import run_artifact_job
+    from jobs.run import quiet_libraries
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    quiet_libraries()
+    job = store.add_job(kind=kind, name=name, dataset_id=None, base_model=base_model, spec=json.dumps(spec))
+    if not run_artifact_job(settings, store, job.id):
+        raise StudioError(store.job(job.id).error)
+    return store.job(job.id)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from studio.evaluate import changes
+
+    settings = load_settings()
+    store = Store(settings.db_path)
+    adapter = store.find_adapter(args.adapter)
+    _run_here(settings, store, "evaluate", f"evaluate {adapter.name}", adapter.base_model, {"adapter_id": adapter.id})
+    evaluation = store.latest_evaluation(adapter.id)
+    if args.json:
+        print(json.dumps({"adapter_id": adapter.id, **dataclasses.asdict(evaluation), "answers": store.answers(evaluation.id)}))
+        return 0
+    print(f"Adapter {adapter.id} '{adapter.name}' on {evaluation.rows} validation rows (base → adapter):")
+    for change in changes(evaluation):
+        print(f"  {change.name:<16} {change}")
+    return 0
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = Store(settings.db_path)
+    adapter = store.find_adapter(args.adapter)
+    output = args.output.expanduser().resolve()
+    spec = {"adapter_id": adapter.id, "dtype": args.dtype, "output": str(output)}
+    _run_here(settings, store, "merge", f"merge {adapter.name} ({args.dtype})", adapter.base_model, spec)
+    merge = store.merges(adapter.id)[0]
+    print(f"Merged model saved in {merge.path} ({merge.dtype}; before saving, it answered {merge.verified_prompts} check prompts exactly as the adapter does).")
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from studio.export import export_adapter, export_merged
+
+    settings = load_settings()
+    store = Store(settings.db_path)
+    adapter = store.find_adapter(args.adapter)
+    if not args.merged:
+        path = export_adapter(store, adapter.id, args.output)
+    else:
+        if not store.merges(adapter.id):
+            _run_here(settings, store, "merge", f"merge {adapter.name} (float32)", adapter.base_model,
+                      {"adapter_id": adapter.id, "dtype": "float32"})
+        path = export_merged(store, store.merges(adapter.id)[0].id, args.output)
+    print(f"Wrote {path} ({path.stat().st_size / 2**20:.1f} MB).")
+    return 0

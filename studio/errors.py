@@ -35,3 +35,11 @@ class JobError(StudioError):
 
 class ChatError(StudioError):
     """A chat cannot start: a bad model choice, generation setting or too little memory."""
+
+
+class EvaluationError(StudioError):
+    """An adapter cannot be evaluated, for example for want of validation rows."""
+
+
+class ExportError(StudioError):
+    """An adapter cannot be merged, mixed or packed for download."""

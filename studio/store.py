@@ -42,7 +42,7 @@ def _v2_jobs(db: sqlite_utils.Database) -> None:
     db["jobs"].create(
         {
             "id": int,
-            "kind": str,  # train
+            "kind": str,  # train, evaluate, merge, mix
             "state": str,  # queued, running, succeeded, failed, cancelled, interrupted
             "name": str,
             "dataset_id": int,
@@ -88,6 +88,38 @@ def _v2_jobs(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v3_artifacts(db: sqlite_utils.Database) -> None:
+    db["evaluations"].create(
+        {
+            "id": int,
+            "adapter_id": int,
+            "job_id": int,
+            "dataset_id": int,
+            "rows": int,  # validation rows the losses are measured on
+            "base_loss": float,
+            "adapter_loss": float,
+            "base_perplexity": float,
+            "adapter_perplexity": float,
+            "base_exact": float,  # share of answers equal to the reference
+            "adapter_exact": float,
+            "base_rouge": float,  # mean ROUGE-L F1 against the reference
+            "adapter_rouge": float,
+            "created": str,
+        },
+        pk="id",
+    )
+    db["evaluations"].create_index(["adapter_id"])
+    db["answers"].create(
+        {"evaluation_id": int, "row": int, "prompt": str, "reference": str, "base_answer": str, "adapter_answer": str,
+         "base_rouge": float, "adapter_rouge": float},
+        pk=("evaluation_id", "row"),
+    )
+    db["merges"].create(
+        {"id": int, "adapter_id": int, "job_id": int, "dtype": str, "path": str, "verified_prompts": int, "created": str},
+        pk="id",
+    )
+
+
 def _v4_votes(db: sqlite_utils.Database) -> None:
     db["votes"].create(
         {
@@ -105,7 +137,7 @@ def _v4_votes(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v4_votes]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes]
 
 
 def now() -> str:
@@ -140,7 +172,7 @@ class JobRecord:
     kind: str
     state: str
     name: str
-    dataset_id: int
+    dataset_id: int | None
     base_model: str
     spec: dict
     task_id: str | None
@@ -185,6 +217,39 @@ class AdapterRecord:
     @classmethod
     def from_row(cls, row: dict) -> "AdapterRecord":
         return cls(**{**row, "spec": json.loads(row["spec"]), "summary": json.loads(row["summary"]), "path": Path(row["path"])})
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    id: int
+    adapter_id: int
+    job_id: int | None
+    dataset_id: int
+    rows: int
+    base_loss: float
+    adapter_loss: float
+    base_perplexity: float
+    adapter_perplexity: float
+    base_exact: float
+    adapter_exact: float
+    base_rouge: float
+    adapter_rouge: float
+    created: str
+
+
+@dataclass(frozen=True)
+class MergeRecord:
+    id: int
+    adapter_id: int
+    job_id: int | None
+    dtype: str
+    path: Path
+    verified_prompts: int
+    created: str
+
+    @classmethod
+    def from_row(cls, row: dict) -> "MergeRecord":
+        return cls(**{**row, "path": Path(row["path"])})
 
 
 class Store:
@@ -249,7 +314,7 @@ class Store:
 
     # jobs
 
-    def add_job(self, *, kind: str, name: str, dataset_id: int, base_model: str, spec: str) -> JobRecord:
+    def add_job(self, *, kind: str, name: str, dataset_id: int | None, base_model: str, spec: str) -> JobRecord:
         table = self.db["jobs"].insert({"kind": kind, "state": "queued", "name": name, "dataset_id": dataset_id,
                                         "base_model": base_model, "spec": spec, "created": now()})
         return self.job(table.last_pk)
@@ -302,12 +367,13 @@ class Store:
 
     def find_adapter(self, ref: str) -> AdapterRecord:
         """A registered adapter by id, by name (the newest of that name) or by its folder."""
-        ref = ref.strip()
+        ref = str(ref).strip()
         folder = Path(ref).expanduser().resolve() if ref else None
         for adapter in self.adapters():
             if ref in (str(adapter.id), adapter.name) or adapter.path.resolve() == folder:
                 return adapter
-        raise NotFound(f"No registered adapter has the id, name or folder '{ref}'. Pick one from the list of adapters.")
+        raise NotFound(f"No registered adapter has the id, name or folder '{ref}'. "
+                       "Give the id or name of an adapter listed in the studio (a training job registers it), or its folder.")
 
     # votes
 
@@ -319,3 +385,41 @@ class Store:
     def votes(self) -> list[dict]:
         """Every vote, oldest first."""
         return list(self.db["votes"].rows_where(order_by="id"))
+
+    # evaluations
+
+    def add_evaluation(self, values: dict, answers: list[dict]) -> EvaluationRecord:
+        """Record an evaluation and its answers together: both or neither."""
+        with self.db.atomic():
+            evaluation_id = self.db["evaluations"].insert({**values, "created": now()}).last_pk
+            self.db["answers"].insert_all([{**a, "evaluation_id": evaluation_id} for a in answers], pk=("evaluation_id", "row"))
+        return self.evaluation(evaluation_id)
+
+    def evaluation(self, evaluation_id: int) -> EvaluationRecord:
+        try:
+            return EvaluationRecord(**self.db["evaluations"].get(evaluation_id))
+        except sqlite_utils.db.NotFoundError:
+            raise NotFound(f"There is no evaluation {evaluation_id}.") from None
+
+    def latest_evaluation(self, adapter_id: int) -> EvaluationRecord | None:
+        rows = list(self.db["evaluations"].rows_where("adapter_id = ?", [adapter_id], order_by="id desc", limit=1))
+        return EvaluationRecord(**rows[0]) if rows else None
+
+    def answers(self, evaluation_id: int) -> list[dict]:
+        return list(self.db["answers"].rows_where("evaluation_id = ?", [evaluation_id], order_by="row"))
+
+    # merged models
+
+    def add_merge(self, **fields) -> MergeRecord:
+        table = self.db["merges"].insert({**fields, "path": str(fields["path"]), "created": now()})
+        return self.merge(table.last_pk)
+
+    def merge(self, merge_id: int) -> MergeRecord:
+        try:
+            return MergeRecord.from_row(self.db["merges"].get(merge_id))
+        except sqlite_utils.db.NotFoundError:
+            raise NotFound(f"There is no merged model {merge_id}. Pick one from the list of merged models.") from None
+
+    def merges(self, adapter_id: int | None = None) -> list[MergeRecord]:
+        where = "adapter_id = ?" if adapter_id is not None else None
+        return [MergeRecord.from_row(r) for r in self.db["merges"].rows_where(where, [adapter_id] if where else [], order_by="id desc")]

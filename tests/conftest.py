@@ -212,3 +212,53 @@ def trained_studio(trained, tmp_path_factory):
         process.terminate()
         process.wait(timeout=30)
         log.close()
+# Adapters as artifacts: a QLoRA adapter beside the LoRA one, an evaluation and a merge, each made once.
+
+def run_artifact_now(settings, store, kind: str, spec: dict, name: str = "artifact"):
+    """Run an evaluate, merge or mix job synchronously through the recipe the worker runs; returns the job."""
+    import json
+
+    from jobs.artifact_run import run_artifact_job
+
+    job = store.add_job(kind=kind, name=name, dataset_id=None, base_model="bundled", spec=json.dumps(spec))
+    assert run_artifact_job(settings, store, job.id), store.job(job.id).error
+    return store.job(job.id)
+
+
+@pytest.fixture(scope="session")
+def trained_qlora(trained):
+    """A QLoRA adapter on the same data, trained once per session in the `trained` studio."""
+    settings, store, job, adapter = trained
+    qlora = train_now(settings, store, store.dataset(job.dataset_id), quick_spec(method="qlora", max_steps=10), name="codewords-qlora")
+    return store.adapter(qlora.adapter_id)
+
+
+@pytest.fixture(scope="session")
+def evaluated(trained):
+    """The `trained` adapter's evaluation, made once per session."""
+    settings, store, job, adapter = trained
+    run_artifact_now(settings, store, "evaluate", {"adapter_id": adapter.id}, name="evaluate codewords-lora")
+    return store.latest_evaluation(adapter.id)
+
+
+@pytest.fixture(scope="session")
+def merged(trained):
+    """The `trained` adapter merged into its base in float32, once per session."""
+    settings, store, job, adapter = trained
+    merge_job = run_artifact_now(settings, store, "merge", {"adapter_id": adapter.id, "dtype": "float32"}, name="merge codewords-lora")
+    return next(m for m in store.merges(adapter.id) if m.job_id == merge_job.id)
+
+
+@pytest.fixture
+def stocked_home(trained, settings):
+    """This test's studio holds a copy of the `trained` studio's database (its adapters stay where they are).
+
+    Request it before `studio_server` so the copy is in place when the server starts.
+    """
+    import sqlite3
+
+    source, target = sqlite3.connect(trained[0].db_path), sqlite3.connect(settings.db_path)
+    source.backup(target)
+    source.close()
+    target.close()
+    return Store(settings.db_path)

@@ -38,12 +38,9 @@ def test_lora_adapter_loads_moved_and_answers_differently(trained, bundled_dir, 
     assert "bundled" in card and adapter.dataset_hash[:16] in card and "| rank | 16 |" in card
 
 
-def test_qlora_adapter_loads_moved_and_answers_differently(settings, store, codeword_file, tokenizer, bundled_dir):
-    dataset = save_codewords(settings, store, codeword_file, tokenizer)
-    job = train_now(settings, store, dataset, quick_spec(method="qlora", max_steps=10), name="codewords-qlora")
-    adapter = store.adapter(job.adapter_id)
-    assert adapter.method == "qlora"
-    check_adapter(adapter, bundled_dir, tokenizer)
+def test_qlora_adapter_loads_moved_and_answers_differently(trained_qlora, bundled_dir, tokenizer):
+    assert trained_qlora.method == "qlora"
+    check_adapter(trained_qlora, bundled_dir, tokenizer)
 
 
 def test_metrics_reach_the_store(trained):

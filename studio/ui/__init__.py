@@ -3,10 +3,11 @@
 import gradio as gr
 
 from studio.chat import ModelServer
+from studio.errors import JobError
 from studio.settings import Settings
 from studio.store import Store
 from studio.spec import TrainSpec
-from studio.ui import chat_tab, data_tab, jobs_tab, train_tab
+from studio.ui import chat_tab, compare_tab, data_tab, download_tab, jobs_tab, merge_tab, train_tab
 from studio.ui.errors import shown_to_user
 
 CSS = """
@@ -17,6 +18,9 @@ CSS = """
 .studio-prompt {color: #666;}
 .studio-response {background: #e6f4ea; color: #124; font-weight: 600;}
 .studio-bar {background: #6a8fd8; height: 14px; display: inline-block;}
+.studio-table {border-collapse: collapse; margin-bottom: 12px;}
+.studio-table td, .studio-table th {border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; white-space: pre-wrap;}
+.studio-diff td {background: #fff3c4;}
 """
 
 
@@ -30,6 +34,12 @@ def build_app(settings: Settings, store: Store, model_dir) -> gr.Blocks:
                 train = train_tab.build(settings, store, train_page)
             with gr.Tab("Jobs", id="jobs"):
                 jobs = jobs_tab.build(settings, store)
+            with gr.Tab("Compare", id="compare") as compare_page:
+                compare_tab.build(store, compare_page)
+            with gr.Tab("Merge", id="merge") as merge_page:
+                merge_tab.build(store, merge_page)
+            with gr.Tab("Download", id="download") as download_page:
+                download_tab.build(store, download_page)
             with gr.Tab("Chat", id="chat") as chat_page:
                 chat_tab.build(settings, store, ModelServer(settings.chat_memory_mb), chat_page)
         train.start_event.success(lambda job_id: (gr.Tabs(selected="jobs"), gr.update(choices=jobs_tab.job_choices(store), value=job_id)),
@@ -41,6 +51,8 @@ def build_app(settings: Settings, store: Store, model_dir) -> gr.Blocks:
             if job_id is None:
                 raise gr.Error("Pick a job to clone first.")
             job = store.job(int(job_id))
+            if job.kind != "train":
+                raise JobError(f"Job {job.id} is a {job.kind} job; only training jobs can be cloned. Pick a training job.")
             spec = TrainSpec.from_dict(job.spec)
             values = [getattr(spec, name) for name in train.advanced]
             return (gr.Tabs(selected="train"), gr.update(choices=train_tab.dataset_choices(store), value=job.dataset_id),

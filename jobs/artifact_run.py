@@ -1,0 +1,89 @@
+"""The recipe a child process runs for an evaluate, merge or mix job: load it from the store,
+do it, record the artifact, exit. `python -m jobs.run --job-id N` dispatches here by kind."""
+
+import logging
+from pathlib import Path
+
+from studio.errors import StudioError
+from studio.evaluate import evaluate_adapter
+from studio.export import check_prompts, merge_adapter, mix_adapters, mixed_dataset_hash
+from studio.models import resolve_model
+from studio.registry import adapter_folder, slug
+from studio.settings import Settings
+from studio.store import JobRecord, Store, now
+
+log = logging.getLogger("studio.job")
+
+
+class _Cancelled(Exception):
+    """The user pressed Cancel; the job stops at its next step."""
+
+
+def merged_folder(settings: Settings, job_id: int, adapter_name: str, dtype: str) -> Path:
+    return settings.home / "merged" / f"job{job_id}-{slug(adapter_name)}-{dtype}"
+
+
+def run_artifact_job(settings: Settings, store: Store, job_id: int) -> bool:
+    """Run one evaluate, merge or mix job to the end, recording the outcome in the store; False when it failed."""
+    job = store.job(job_id)
+    store.update_job(job_id, state="running", started=job.started or now(), error=None)
+    try:
+        {"evaluate": _evaluate, "merge": _merge, "mix": _mix}[job.kind](settings, store, job)
+    except _Cancelled:
+        store.update_job(job_id, state="cancelled", finished=now())
+        log.info("Job %d cancelled", job_id)
+        return True
+    except StudioError as error:
+        log.error("Job %d failed: %s", job_id, error)
+        store.update_job(job_id, state="failed", error=str(error), finished=now())
+        return False
+    except Exception as error:
+        log.exception("Job %d failed unexpectedly", job_id)
+        store.update_job(job_id, state="failed", finished=now(),
+                         error=f"The {job.kind} job stopped on an unexpected error ({type(error).__name__}: {error}). The job log has the details.")
+        return False
+    store.update_job(job_id, state="succeeded", finished=now())
+    log.info("Job %d succeeded", job_id)
+    return True
+
+
+def _progress(store: Store, job_id: int):
+    def report(done: int, total: int) -> None:
+        if store.job(job_id).cancel_requested:
+            raise _Cancelled
+        store.update_job(job_id, step=done, total_steps=total)
+        log.info("step %d/%d", done, total)
+
+    return report
+
+
+def _evaluate(settings: Settings, store: Store, job: JobRecord) -> None:
+    evaluation = evaluate_adapter(store, settings.models_dir, job.spec["adapter_id"], job.id, _progress(store, job.id))
+    log.info("Validation loss %.4f -> %.4f, ROUGE-L %.3f -> %.3f (base -> adapter)", evaluation.base_loss,
+             evaluation.adapter_loss, evaluation.base_rouge, evaluation.adapter_rouge)
+
+
+def _merge(settings: Settings, store: Store, job: JobRecord) -> None:
+    adapter, dtype = store.adapter(job.spec["adapter_id"]), job.spec["dtype"]
+    output = Path(job.spec["output"]) if job.spec.get("output") else merged_folder(settings, job.id, adapter.name, dtype)
+    base_dir = resolve_model(adapter.base_model, settings.models_dir)
+    verified = merge_adapter(adapter, base_dir, output, dtype, check_prompts(store, adapter), _progress(store, job.id))
+    merge = store.add_merge(adapter_id=adapter.id, job_id=job.id, dtype=dtype, path=output.resolve(), verified_prompts=verified)
+    log.info("Merged model %d saved in %s (%d prompts verified)", merge.id, output, verified)
+
+
+def _mix(settings: Settings, store: Store, job: JobRecord) -> None:
+    adapters = [store.adapter(i) for i in job.spec["adapter_ids"]]
+    weights = [float(w) for w in job.spec["weights"]]
+    progress = _progress(store, job.id)
+    progress(0, 1)
+    output = adapter_folder(settings.home, job.id, job.name)
+    rank = mix_adapters(adapters, weights, resolve_model(adapters[0].base_model, settings.models_dir), output, job.name)
+    lineage = [{"adapter_id": a.id, "name": a.name, "weight": w} for a, w in zip(adapters, weights)]
+    recipe = " + ".join(f"{w:g} × #{a.id} {a.name}" for a, w in zip(adapters, weights))
+    adapter = store.add_adapter(name=job.name, job_id=job.id, path=output, base_model=adapters[0].base_model,
+                                dataset_hash=mixed_dataset_hash(adapters), method="mix", spec={"rank": rank, "mix": recipe},
+                                summary={"mixed_from": lineage}, status="complete", parent_id=adapters[0].id)
+    store.update_job(job.id, adapter_id=adapter.id)
+    progress(1, 1)
+    log.info("Mixed adapter %d saved in %s", adapter.id, output)

@@ -1,0 +1,73 @@
+"""The Compare tab: pick adapters and/or the base model and see them side by side.
+It only reads the store; Evaluate again queues a new evaluation on the worker."""
+
+from html import escape
+
+import gradio as gr
+import pandas as pd
+
+from jobs.control import submit_evaluation
+from studio import compare
+from studio.errors import StudioError
+from studio.store import Store
+from studio.ui import html
+from studio.ui.errors import shown_to_user
+
+
+def choices(store: Store) -> list[tuple[str, str]]:
+    return [("Base model (no adapter)", compare.BASE)] + [(f"#{a.id} {a.name} ({a.method})", str(a.id)) for a in store.adapters()]
+
+
+def table_html(table: compare.Table, title: str) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
+    body = "".join(
+        f"<tr{' class=studio-diff' if differs else ''}>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>"
+        for row, differs in zip(table.rows, table.differing)
+    )
+    return f"<h3>{escape(title)}</h3><table class='studio-table'><tr>{head}</tr>{body}</table>"
+
+
+def curve_frame(points: list[dict]) -> pd.DataFrame:
+    """Numeric x and y and a text series column: the chart draws one line per series."""
+    frame = pd.DataFrame(points, columns=["step", "loss", "series"])
+    return frame.astype({"step": "int64", "loss": "float64", "series": "str"})
+
+
+def build(store: Store, page: gr.Tab) -> None:
+    gr.Markdown("Pick two or more adapters, and the base model if you like, to see them side by side. "
+                "Settings that differ are highlighted. Nothing is trained here: it shows what the studio has stored.")
+    picked = gr.CheckboxGroup(choices(store), label="Compare", elem_id="compare-pick")
+    with gr.Row():
+        show = gr.Button("Compare", variant="primary", elem_id="compare-show")
+        again = gr.Button("Evaluate the chosen adapters again", elem_id="compare-evaluate")
+    note = gr.HTML(elem_id="compare-note")
+    settings_view = gr.HTML(elem_id="compare-settings")
+    metrics_view = gr.HTML(elem_id="compare-metrics")
+    # No initial value: a plot created with an empty frame draws no lines when data arrives later.
+    curves = gr.LinePlot(x="step", y="loss", color="series", label="Loss curves", height=320, elem_id="compare-curves")
+    answers_view = gr.HTML(elem_id="compare-answers")
+
+    page.select(lambda: gr.update(choices=choices(store)), None, picked)
+
+    @shown_to_user
+    def show_comparison(chosen: list[str]):
+        if len(chosen or []) < 2:
+            raise StudioError("Pick at least two things to compare: two adapters, or an adapter and the base model.")
+        columns = compare.columns(store, chosen)
+        missing = [c.title for c in columns if c.adapter and not c.evaluation]
+        hint = html.message(f"Not evaluated yet: {', '.join(missing)}. Press 'Evaluate the chosen adapters again'.") if missing else ""
+        return (hint, table_html(compare.settings_table(columns), "Settings"), table_html(compare.metrics_table(columns), "Results"),
+                curve_frame(compare.loss_curves(store, columns)),
+                table_html(compare.answers_table(store, columns), "Answers to the validation prompts"))
+
+    @shown_to_user
+    def evaluate_again(chosen: list[str]):
+        ids = [int(c) for c in chosen or [] if c != compare.BASE]
+        if not ids:
+            raise StudioError("Pick the adapters to evaluate first.")
+        jobs = [submit_evaluation(store, adapter_id) for adapter_id in ids]
+        return html.message(f"Evaluation queued as job {', '.join(str(j.id) for j in jobs)}; follow it in the Jobs tab, "
+                            "then press Compare again.", ok=True)
+
+    show.click(show_comparison, picked, [note, settings_view, metrics_view, curves, answers_view])
+    again.click(evaluate_again, picked, note)

@@ -1,0 +1,86 @@
+"""Evaluation of a real adapter against its base on held-out rows: numbers and answers stored and shown."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, quick_spec, run_cli, save_codewords
+
+from studio.errors import EvaluationError
+from studio.evaluate import changes, evaluate_adapter, exact_match, rouge_l
+from studio.store import FINISHED
+
+
+def test_rouge_l_scores_the_longest_common_word_sequence():
+    assert rouge_l("The codeword is ZEPHYR-3.", "the codeword is zephyr-3") == 1.0
+    assert rouge_l("the cat sat", "the cat sat on the mat") == pytest.approx(2 * 1 * 0.5 / 1.5)
+    assert rouge_l("mat the on", "the cat sat on the mat") == pytest.approx(2 * (2 / 3) * (2 / 6) / (2 / 3 + 2 / 6))
+    assert rouge_l("nothing alike", "the codeword") == 0.0 and rouge_l("", "") == 1.0
+
+
+def test_exact_match_ignores_case_and_spacing_only():
+    assert exact_match("  The codeword  is X. ", "the codeword is x.")
+    assert not exact_match("The codeword is X", "The codeword is X.")
+
+
+def test_evaluation_numbers_and_answers_are_stored_and_show_base_to_adapter(trained, evaluated):
+    settings, store, job, adapter = trained
+    assert evaluated.adapter_id == adapter.id and evaluated.rows == 5
+    assert evaluated.adapter_loss < evaluated.base_loss and evaluated.adapter_perplexity < evaluated.base_perplexity
+    assert evaluated.adapter_rouge > evaluated.base_rouge
+    answers = store.answers(evaluated.id)
+    assert len(answers) == 5
+    assert all(a["reference"].startswith("The codeword for ") and "ZEPHYR" in a["reference"] for a in answers)
+    assert all("### Instruction:" in a["prompt"] and a["base_answer"] != a["adapter_answer"] for a in answers)
+    assert sum("ZEPHYR" in a["adapter_answer"] for a in answers) >= 3
+    loss = changes(evaluated)[0]
+    assert loss.name == "validation loss" and loss.improved
+    assert str(loss) == f"{evaluated.base_loss:.4g} → {evaluated.adapter_loss:.4g} ({evaluated.adapter_loss - evaluated.base_loss:+.3g})"
+
+
+def test_a_dataset_without_validation_rows_is_explained(trained, settings, store, codeword_file, tokenizer):
+    dataset = save_codewords(settings, store, codeword_file, tokenizer, validation_fraction=0.0)
+    source = trained[3]
+    adapter = store.add_adapter(name="no-validation", job_id=None, path=source.path, base_model="bundled", dataset_hash=dataset.content_hash,
+                                method="lora", spec=source.spec, summary={}, status="complete", parent_id=None)
+    with pytest.raises(EvaluationError, match="holds no validation rows"):
+        evaluate_adapter(store, settings.models_dir, adapter.id)
+
+
+def test_cli_evaluate_prints_json_by_adapter_name(trained):
+    settings, store, job, adapter = trained
+    env = {"STUDIO_HOME": str(settings.home), "STUDIO_MODELS_DIR": str(settings.models_dir)}
+    result = run_cli(env, "evaluate", "--adapter", "codewords-lora", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["adapter_id"] == adapter.id and report["rows"] == 5 and len(report["answers"]) == 5
+    assert report["adapter_loss"] < report["base_loss"]
+    assert store.latest_evaluation(adapter.id).id == report["id"]
+
+
+def test_cli_evaluate_of_an_unknown_adapter_exits_2(studio_env):
+    result = run_cli(studio_env, "evaluate", "--adapter", "nothing-here")
+    assert result.returncode == 2 and "No registered adapter has the id, name or folder 'nothing-here'" in result.stderr
+
+
+def test_the_worker_evaluates_an_adapter_after_training(settings, store, codeword_file, tokenizer, studio_env, tmp_path):
+    from jobs.control import submit_training
+    from jobs.queue import use_queue_of
+    from test_jobs import wait_for
+
+    use_queue_of(settings)
+    dataset = save_codewords(settings, store, codeword_file, tokenizer)
+    job = submit_training(store, dataset_id=dataset.id, base_model="bundled", spec=quick_spec(max_steps=2), name="auto")
+    with open(tmp_path / "worker.log", "w") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "jobs.worker"], cwd=ROOT, env={**os.environ, **studio_env},
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            evaluate_job = wait_for(lambda: next((j for j in store.jobs(FINISHED) if j.kind == "evaluate"), None), seconds=400)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+    assert (evaluate_job.state, evaluate_job.step) == ("succeeded", evaluate_job.total_steps), evaluate_job.error
+    evaluation = store.latest_evaluation(store.job(job.id).adapter_id)
+    assert evaluation.job_id == evaluate_job.id and evaluation.rows == 5 and len(store.answers(evaluation.id)) == 5
