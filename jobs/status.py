@@ -13,7 +13,8 @@ class JobStatus:
     queue_position: int | None
     epoch: float | None
     seconds_left: float | None
-    tokens_per_second: float | None
+    tokens_per_second: float | None  # real (non-padding) tokens
+    utilisation: float | None  # share of the device's measured matrix-multiply speed put to use
     curve: list[dict]  # {"step", "loss", "series"} points: train loss and validation loss
 
     @property
@@ -32,7 +33,7 @@ def job_status(store: Store, job_id: int) -> JobStatus:
     if job.state == "running" and last and last["seconds"] and last["step"]:
         seconds_left = last["seconds"] / last["step"] * max(job.total_steps - last["step"], 0)
     return JobStatus(job, store.queue_position(job_id), last["epoch"] if last else None, seconds_left,
-                     last["tokens_per_second"] if last else None, curve)
+                     last["tokens_per_second"] if last else None, last["utilisation"] if last else None, curve)
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

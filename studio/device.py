@@ -1,6 +1,8 @@
 """Automatic device choice: CUDA when present, else CPU; bf16 where the hardware has it."""
 
+import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -34,3 +36,32 @@ def memory_mb(device: Device) -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@lru_cache(maxsize=2)
+def peak_flops(device: Device) -> float:
+    """Matrix-multiply FLOP/s this device reaches in the training precision, measured once (~0.2 s).
+
+    The yardstick for "share of this machine's compute" that the Jobs tab shows.
+    """
+    dtype = torch.bfloat16 if device.bf16 else torch.float32
+    size = 4096 if device.cuda else 1024
+    a = torch.randn(size, size, dtype=dtype, device=device.name)
+    a @ a  # warm-up
+    repeats = 20 if device.cuda else 4
+    if device.cuda:
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    if device.cuda:
+        torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
+def training_flops_per_token(model) -> float:
+    """About 4 FLOPs per weight per token for adapter training: 2 forward, 2 for the input
+    gradients backward; the frozen weights need no weight gradients."""
+    if hasattr(model, "get_nb_trainable_parameters"):  # peft counts 4-bit packed weights whole
+        return 4 * model.get_nb_trainable_parameters()[1]
+    return 4 * sum(p.numel() for p in model.parameters())

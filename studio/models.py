@@ -165,15 +165,16 @@ def lora_targets(model_type: str, preset: str) -> list[str] | str:
     raise ModelError(f"The studio has no 'attention' preset for {model_type} models yet. Choose 'all-linear'.")
 
 
-def load_base_model(model_dir: Path, *, quantize_4bit: bool, device, allow_code: bool = False):
+def load_base_model(model_dir: Path, *, quantize_4bit: bool, device, dtype=None, allow_code: bool = False):
     """Load a base model for training or serving: full precision, or 4-bit NF4 for QLoRA.
 
-    QLoRA uses NF4 with double quantisation and bf16 compute, as the QLoRA paper does.
+    QLoRA uses NF4 with double quantisation and bf16 compute, as the QLoRA paper does. `dtype`
+    is the precision of the unquantized weights (float32 unless given).
     """
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    options = {"dtype": torch.float32, "trust_remote_code": allow_code}
+    options = {"dtype": dtype or torch.float32, "trust_remote_code": allow_code}
     if quantize_4bit:
         options["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,

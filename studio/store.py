@@ -137,7 +137,11 @@ def _v4_votes(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes]
+def _v5_utilisation(db: sqlite_utils.Database) -> None:
+    db["metrics"].add_column("utilisation", float)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation]
 
 
 def now() -> str:

@@ -20,8 +20,9 @@ import torch
 from transformers import AutoTokenizer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from studio.batching import PaddingCollator
 from studio.data import split_indices
-from studio.device import Device, memory_mb, pick_device
+from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
 from studio.errors import JobError, SpecError
 from studio.models import load_base_model, lora_targets
 from studio.prompts import encode, get_template, render
@@ -59,15 +60,17 @@ class TrainResult:
     steps: int
     final_loss: float | None
     eval_loss: float | None
-    tokens: int
-    seconds: float
+    tokens: int  # real (non-padding) tokens trained on
+    computed_tokens: int  # tokens computed, padding included
+    seconds: float  # the whole run: loading, tokenising, training, saving
+    train_seconds: float  # the training loop alone
     cancelled: bool
     train_rows: int
     validation_rows: int
 
     def summary(self) -> dict:
         return {"steps": self.steps, "final_loss": self.final_loss, "eval_loss": self.eval_loss, "tokens": self.tokens,
-                "seconds": round(self.seconds, 1), "train_rows": self.train_rows, "validation_rows": self.validation_rows}
+                "computed_tokens": self.computed_tokens, "seconds": round(self.seconds, 1), "train_seconds": round(self.train_seconds, 1), "train_rows": self.train_rows, "validation_rows": self.validation_rows}
 
 
 def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Reporter) -> TrainResult:
@@ -86,14 +89,17 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     resume_from = _checkpoint_to_resume(work_dir, inputs)
     model = _adapter_model(inputs, device)
     trainer = _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir, device, reporter)
+    loop_started = time.monotonic()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_seconds = time.monotonic() - loop_started
     callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, _StudioCallback))
     eval_loss = callback.last_eval[1] if callback.last_eval[0] == trainer.state.global_step else None
     if validation_rows and eval_loss is None:
         eval_loss = trainer.evaluate()["eval_loss"]  # logged through the callback like any evaluation
     result = TrainResult(
         adapter_dir=adapter_dir, steps=trainer.state.global_step, final_loss=callback.last_loss, eval_loss=eval_loss,
-        tokens=int(trainer.state.num_input_tokens_seen), seconds=time.monotonic() - started, cancelled=callback.cancelled,
+        tokens=int(trainer.state.num_input_tokens_seen), computed_tokens=trainer.data_collator.computed_tokens,
+        seconds=time.monotonic() - started, train_seconds=train_seconds, cancelled=callback.cancelled,
         train_rows=len(train_rows), validation_rows=len(validation_rows),
     )
     _save_adapter(trainer.model, tokenizer, inputs, result)
@@ -116,7 +122,11 @@ def _adapter_model(inputs: TrainInputs, device: Device):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     spec = inputs.spec
-    model = load_base_model(inputs.base_dir, quantize_4bit=spec.method == "qlora", device=device)
+    # On a GPU with bf16 units the frozen base stays in bf16, so no step casts it again; the LoRA
+    # weights themselves stay in float32 (peft's default), as do their optimizer states. On the
+    # CPU the base stays in float32 under bf16 autocast (bf16 weights are not yet measured faster there).
+    dtype = torch.bfloat16 if device.cuda and device.bf16 else torch.float32
+    model = load_base_model(inputs.base_dir, quantize_4bit=spec.method == "qlora", device=device, dtype=dtype)
     if spec.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
     config = LoraConfig(r=spec.rank, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout, task_type="CAUSAL_LM",
@@ -163,13 +173,15 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
         eval_strategy="steps" if validation_rows else "no",
         eval_steps=max(1, steps // 5),
         include_num_input_tokens_seen="non_padding",
+        train_sampling_strategy="group_by_length",  # rows of similar length together: little padding
+        prediction_loss_only=True,
         dataset_kwargs={"skip_prepare_dataset": True},
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=device.cuda,
     )
     trainer = SFTTrainer(
-        model=model, args=config, processing_class=tokenizer,
+        model=model, args=config, processing_class=tokenizer, data_collator=PaddingCollator(tokenizer.pad_token_id),
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
         callbacks=[_StudioCallback(reporter, inputs, device)],
     )
@@ -188,8 +200,10 @@ class _StudioCallback(TrainerCallback):
         self._clock = (time.monotonic(), 0)
         self._began = time.monotonic()
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.reporter.started(state.max_steps)
+        self._flops_per_token = training_flops_per_token(model)
+        self._peak_flops = peak_flops(self.device)
         self._began = time.monotonic()
         self._clock = (self._began, state.num_input_tokens_seen)
 
@@ -200,6 +214,7 @@ class _StudioCallback(TrainerCallback):
             self.last_loss = values["loss"]
             moment, tokens = time.monotonic(), state.num_input_tokens_seen
             values["tokens_per_second"] = (tokens - self._clock[1]) / max(moment - self._clock[0], 1e-6)
+            values["utilisation"] = values["tokens_per_second"] * self._flops_per_token / self._peak_flops
             values["memory_mb"] = memory_mb(self.device)
             values["seconds"] = moment - self._began
             self._clock = (moment, tokens)

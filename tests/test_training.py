@@ -48,6 +48,8 @@ def test_metrics_reach_the_store(trained):
     metrics = store.metrics(job.id)
     assert [m["step"] for m in metrics] == list(range(1, 9))
     assert all(m["loss"] > 0 and m["tokens_per_second"] > 0 and m["learning_rate"] > 0 for m in metrics)
+    assert all(0 < m["utilisation"] < 2 for m in metrics)  # an estimate against a measured peak
+    assert adapter.summary["tokens"] <= adapter.summary["computed_tokens"]
     assert metrics[-1]["eval_loss"] is not None and adapter.summary["eval_loss"] == pytest.approx(metrics[-1]["eval_loss"])
     assert metrics[-1]["loss"] < metrics[0]["loss"]
 
@@ -89,3 +91,14 @@ def test_checkpoint_records_what_made_it(trained):
     marker = json.loads((latest_checkpoint(settings.home / "jobs" / str(job.id)) / COMPLETE_MARKER).read_text())
     assert marker["dataset_hash"] == adapter.dataset_hash and marker["spec"]["rank"] == 16
     assert load_file(adapter.path / "adapter_model.safetensors")
+
+
+def test_batches_are_padded_to_their_longest_row_only():
+    from studio.batching import PaddingCollator
+
+    collate = PaddingCollator(pad_token_id=0)
+    batch = collate([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert (collate.real_tokens, collate.computed_tokens) == (4, 6)
