@@ -101,9 +101,11 @@ def _adapter_folder(path: Path, settings: Settings) -> Choice:
 
 
 def _saved_template(folder: Path) -> str | None:
-    """The template a studio adapter (or a model merged from one) was trained with, from its spec.json."""
-    spec_file = folder / "spec.json"
-    return json.loads(spec_file.read_text()).get("template") if spec_file.is_file() else None
+    """The template a studio adapter (spec.json) or a model merged from one (studio.json) was trained with."""
+    for name in ("spec.json", "studio.json"):
+        if (folder / name).is_file():
+            return json.loads((folder / name).read_text()).get("template")
+    return None
 
 
 def _default_template(base_dir: Path) -> str:

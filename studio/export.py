@@ -98,7 +98,8 @@ def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: s
         (staging / "README.md").write_text(_merged_card(adapter, dtype, len(prompts)))
         (staging / "studio.json").write_text(json.dumps(
             {"merged_from_adapter": adapter.id, "adapter_name": adapter.name, "base_model": adapter.base_model,
-             "dtype": dtype, "dataset_hash": adapter.dataset_hash, "verified_prompts": len(prompts)}, indent=1))
+             "dtype": dtype, "dataset_hash": adapter.dataset_hash, "verified_prompts": len(prompts),
+             "template": _template_of(adapter)}, indent=1))
         staging.rename(output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -229,7 +229,7 @@ def run_artifact_now(settings, store, kind: str, spec: dict, name: str = "artifa
 def trained_qlora(trained):
     """A QLoRA adapter on the same data, trained once per session in the `trained` studio."""
     settings, store, job, adapter = trained
-    qlora = train_now(settings, store, store.dataset(job.dataset_id), quick_spec(method="qlora", max_steps=10), name="codewords-qlora")
+    qlora = train_now(settings, store, store.dataset(job.dataset_id), quick_spec(method="qlora", max_steps=5, save_steps=5), name="codewords-qlora")
     return store.adapter(qlora.adapter_id)
 
 

@@ -10,7 +10,7 @@ from conftest import ROOT, quick_spec, run_cli, save_codewords
 
 from studio.errors import EvaluationError
 from studio.evaluate import changes, evaluate_adapter, exact_match, rouge_l
-from studio.store import FINISHED
+from studio.store import FINISHED, Store
 
 
 def test_rouge_l_scores_the_longest_common_word_sequence():
@@ -57,7 +57,7 @@ def test_cli_evaluate_prints_json_by_adapter_name(trained):
     report = json.loads(result.stdout)
     assert report["adapter_id"] == adapter.id and report["rows"] == 5 and len(report["answers"]) == 5
     assert report["adapter_loss"] < report["base_loss"]
-    assert store.latest_evaluation(adapter.id).id == report["id"]
+    assert Store(settings.db_path).evaluation(report["id"]).adapter_id == adapter.id
 
 
 def test_cli_evaluate_of_an_unknown_adapter_exits_2(studio_env):

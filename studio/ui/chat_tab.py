@@ -19,7 +19,9 @@ VOTE_HEADERS = ["model 1", "model 2", "up to", "votes", "1 wins", "2 wins", "tie
 def model_choices(store: Store) -> list[tuple[str, str]]:
     adapters = [(f"{a.name} (adapter #{a.id}{', stopped early' if a.status == 'cancelled' else ''})", f"adapter:{a.id}")
                 for a in store.adapters()]
-    return [(f"{BUNDLED_NAME} (base model)", "base:bundled")] + adapters
+    names = {a.id: a.name for a in store.adapters()}
+    merged = [(f"{names.get(m.adapter_id, 'adapter')} merged ({m.dtype}, model #{m.id})", f"base:{m.path}") for m in store.merges()]
+    return [(f"{BUNDLED_NAME} (base model)", "base:bundled")] + adapters + merged
 
 
 def vote_rows(store: Store) -> list[list]:

@@ -45,6 +45,8 @@ def progress_html(status: JobStatus) -> str:
         parts.append(f"about {max(1, round(status.seconds_left / 60))} min left" if status.seconds_left >= 60 else f"about {round(status.seconds_left)} s left")
     if status.tokens_per_second:
         parts.append(f"{status.tokens_per_second:.0f} tokens/s")
+    if status.utilisation:
+        parts.append(f"about {status.utilisation:.0%} of this machine's compute in use")
     bar = f"<progress value='{status.fraction:.3f}' max='1' style='width:100%'></progress>"
     error = f"<div class='studio-error'>{escape(job.error)}</div>" if job.error else ""
     return f"<div id='job-progress-text'>{' · '.join(parts)}</div>{bar}{error}"
@@ -63,15 +65,17 @@ def build(settings: Settings, store: Store) -> JobsTab:
     timer = gr.Timer(REFRESH_SECONDS)
 
     def details(job_id):
+        """Progress, loss points and log tail; no points is None, not an empty table: a LinePlot
+        first given an empty table draws no lines for the points that come later."""
         if job_id is None:
-            return "Pick a job to see its progress.", pd.DataFrame({"step": [], "loss": [], "series": []}), ""
+            return "Pick a job to see its progress.", None, ""
         status = job_status(store, int(job_id))
-        return progress_html(status), pd.DataFrame(status.curve or {"step": [], "loss": [], "series": []}), log_tail(job_folder(settings, int(job_id)) / "train.log")
+        return progress_html(status), pd.DataFrame(status.curve) if status.curve else None, log_tail(job_folder(settings, int(job_id)) / "train.log")
 
     def refresh(job_id, drawn):
         """Redraw the loss chart only when it has new points: redrawing restarts its rendering."""
         text, points, tail = details(job_id)
-        key = (job_id, len(points))
+        key = (job_id, 0 if points is None else len(points))
         return job_rows(store), gr.update(choices=job_choices(store)), text, points if key != drawn else gr.skip(), tail, key
 
     drawn = gr.State(None)
