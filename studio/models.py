@@ -168,8 +168,10 @@ def lora_targets(model_type: str, preset: str) -> list[str] | str:
 def load_base_model(model_dir: Path, *, quantize_4bit: bool, device, dtype=None, allow_code: bool = False):
     """Load a base model for training or serving: full precision, or 4-bit NF4 for QLoRA.
 
-    QLoRA uses NF4 with double quantisation and bf16 compute, as the QLoRA paper does. `dtype`
-    is the precision of the unquantized weights (float32 unless given).
+    QLoRA uses NF4 with double quantisation and bf16 compute, as the QLoRA paper does, where the
+    device computes in bf16 at speed; elsewhere float32 (a CPU without bf16 units runs bf16
+    matrix products some hundred times slower). `dtype` is the precision of the unquantized
+    weights (float32 unless given).
     """
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -178,7 +180,7 @@ def load_base_model(model_dir: Path, *, quantize_4bit: bool, device, dtype=None,
     if quantize_4bit:
         options["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16,
+            bnb_4bit_compute_dtype=torch.bfloat16 if device.bf16 else torch.float32, bnb_4bit_quant_storage=torch.bfloat16,
         )
         options["device_map"] = {"": device.name}
     try:
