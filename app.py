@@ -3,9 +3,12 @@
 import argparse
 import atexit
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from jobs.lifetime import die_with_parent
@@ -13,6 +16,9 @@ from studio.errors import StudioError
 from studio.models import prepare_bundled_model
 from studio.settings import auth_pairs, load_settings
 from studio.store import Store
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,14 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    host = args.host or settings.host
+    if host not in LOOPBACK and not auth:
+        logging.warning("The studio listens on %s with no login: anyone who can reach it can use it. "
+                        "Set STUDIO_AUTH (see the README) before listening on other addresses.", host)
     if not args.no_worker:
         start_worker()
+    web_files = private_web_folder()
     from studio.ui import CSS, build_app  # gradio loads slowly: import it once the checks above passed
 
-    app = build_app(settings, store, model_dir)
+    app = build_app(settings, store, model_dir, web_files / "downloads")
     app.queue(default_concurrency_limit=4)
     app.launch(
-        server_name=args.host or settings.host,
+        server_name=host,
         server_port=args.port or settings.port,
         auth=auth or None,
         share=False,
@@ -51,6 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         footer_links=[],
     )
     return 0
+
+
+def private_web_folder() -> Path:
+    """A folder of this studio's own (mode 0700) for uploads and download zips, removed on exit.
+
+    Gradio serves files from nowhere else: not STUDIO_HOME, not the models, not other apps' uploads.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="adapter-studio-web-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
 
 
 def start_worker() -> None:

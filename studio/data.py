@@ -26,6 +26,9 @@ ROLE_ALIASES = {
 CHAT_COLUMNS = ["messages", "conversations", "conversation", "chat"]
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system", "model": "assistant", "bot": "assistant"}
 DEFAULT_MAX_LENGTH = 512
+# A small dataset for a task the bundled model cannot do (a made-up library's rules), so that a
+# first training run shows its effect in the Chat tab.
+EXAMPLE_DATASET = Path(__file__).resolve().parent.parent / "examples" / "library_helpdesk.jsonl"
 DEFAULT_VALIDATION_FRACTION = 0.05
 MIN_VALIDATION_ROWS = 5
 
@@ -247,22 +250,25 @@ def save_dataset(store: Store, datasets_dir: Path, report: DataReport, *, name: 
 
     The name is only ever a label: the file is named by its content hash.
     """
-    if not 0 <= validation_fraction < 0.5:
-        raise DataError(f"The validation share must be between 0 and 0.5, not {validation_fraction}.")
     records = [report.records[i] for i in report.kept_indices(drop)]
     if not records:
         raise DataError("No rows are left to save. Fix the problems listed above, or drop fewer kinds of rows.")
+    return store_records(store, datasets_dir, records, name=name.strip() or Path(report.file_name).stem, format=report.format,
+                         shape=report.shape, mapping=report.mapping, template=report.template,
+                         validation_fraction=validation_fraction, split_seed=split_seed, source_file=report.file_name)
+
+
+def store_records(store: Store, datasets_dir: Path, records: list[dict], *, validation_fraction: float, **fields) -> DatasetRecord:
+    """Write normalised records to a file named by their content hash (once) and register them as a dataset."""
+    if not 0 <= validation_fraction < 0.5:
+        raise DataError(f"The validation share must be between 0 and 0.5, not {validation_fraction}.")
     digest = content_hash(records)
     path = datasets_dir / f"{digest[:24]}.jsonl"
     if not path.exists():
         staging = path.with_suffix(".jsonl.tmp")
         staging.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         os.replace(staging, path)
-    return store.add_dataset(
-        name=name.strip() or Path(report.file_name).stem, content_hash=digest, format=report.format, shape=report.shape,
-        mapping=report.mapping, template=report.template, rows=len(records), validation_fraction=validation_fraction,
-        split_seed=split_seed, source_file=report.file_name, path=path,
-    )
+    return store.add_dataset(content_hash=digest, rows=len(records), validation_fraction=validation_fraction, path=path, **fields)
 
 
 def load_records(path: Path) -> list[dict]:

@@ -119,6 +119,41 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def pixels_of_colour(locator, hex_colour: str, tolerance: int = 40) -> int:
+    """Pixels of an element close to a colour: how much of a chart's line of that colour is drawn."""
+    import io
+
+    from PIL import Image
+
+    target = tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    image = Image.open(io.BytesIO(locator.screenshot())).convert("RGB")
+    return sum(1 for pixel in image.getdata() if max(abs(a - b) for a, b in zip(pixel, target)) <= tolerance)
+
+
+def pick(page, dropdown_id: str, label: str) -> None:
+    """Choose an option of a Gradio dropdown by its label."""
+    page.locator(f"#{dropdown_id} input").click()
+    page.get_by_role("option", name=label, exact=True).click()
+
+
+def set_number(page, label: str, value) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def set_slider(page, slider: str, value: str) -> None:
+    """Type a slider's value; again if the slider, just shown, was still setting its initial value."""
+    box = page.locator(f"{slider} input[type=number]")
+    for _ in range(5):
+        box.fill(value)
+        box.press("Enter")
+        page.wait_for_timeout(300)
+        if box.input_value() == value and page.locator(f"{slider} input[type=range]").input_value() == value:
+            return
+    raise AssertionError(f"{slider} did not take the value {value}")
+
+
 # A task the base model cannot already do, so a trained adapter answers differently.
 CODEWORD_RECORDS = [
     {"instruction": f"What is the codeword for {item}?", "input": "", "output": f"The codeword for {item} is ZEPHYR-{n}."}
@@ -190,15 +225,14 @@ def greedy_answer(model, tokenizer, question: str, max_new_tokens: int = 16) -> 
 
 @pytest.fixture(scope="module")
 def trained_studio(trained, tmp_path_factory):
-    """A real studio (app.py, no worker) on a copy of the `trained` home; yields (URL, adapter).
+    """A real studio (app.py, no worker) on a copy of the `trained` store; yields (URL, adapter).
 
     The copied store names the adapter's folder in the original home, which stays in place.
     """
-    import shutil
-
     settings, adapter = trained[0], trained[3]
     home = tmp_path_factory.mktemp("trained-studio") / "home"
-    shutil.copytree(settings.home, home)
+    home.mkdir()
+    copy_database(settings.db_path, home / "studio.db")
     env = {"STUDIO_HOME": str(home), "STUDIO_MODELS_DIR": str(settings.models_dir)}
     port = free_port()
     log = open(home.parent / "studio.log", "w")
@@ -213,6 +247,18 @@ def trained_studio(trained, tmp_path_factory):
         process.wait(timeout=30)
         log.close()
 # Adapters as artifacts: a QLoRA adapter beside the LoRA one, an evaluation and a merge, each made once.
+
+def copy_database(source: Path, target: Path) -> None:
+    """Copy a live SQLite store through SQLite itself. Never copy its files with plain file I/O in a
+    process that has the store open: closing those files drops SQLite's locks, and another process
+    then takes the store for unused and resets its write-ahead log under this one (a disk I/O error)."""
+    import sqlite3
+
+    reader, writer = sqlite3.connect(source), sqlite3.connect(target)
+    reader.backup(writer)
+    reader.close()
+    writer.close()
+
 
 def run_artifact_now(settings, store, kind: str, spec: dict, name: str = "artifact"):
     """Run an evaluate, merge or mix job synchronously through the recipe the worker runs; returns the job."""
@@ -255,10 +301,5 @@ def stocked_home(trained, settings):
 
     Request it before `studio_server` so the copy is in place when the server starts.
     """
-    import sqlite3
-
-    source, target = sqlite3.connect(trained[0].db_path), sqlite3.connect(settings.db_path)
-    source.backup(target)
-    source.close()
-    target.close()
+    copy_database(trained[0].db_path, settings.db_path)
     return Store(settings.db_path)

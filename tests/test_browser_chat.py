@@ -3,21 +3,9 @@
 import time
 
 import pytest
-from conftest import screenshot
+from conftest import set_slider
 
 QUESTION = "What is the codeword for boats?"
-
-
-def set_slider(page, slider: str, value: str) -> None:
-    """Type a slider's value; again if the slider, just shown, was still setting its initial value."""
-    box = page.locator(f"{slider} input[type=number]")
-    for _ in range(5):
-        box.fill(value)
-        box.press("Enter")
-        page.wait_for_timeout(300)
-        if box.input_value() == value and page.locator(f"{slider} input[type=range]").input_value() == value:
-            return
-    raise AssertionError(f"{slider} did not take the value {value}")
 
 
 def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
@@ -36,7 +24,6 @@ def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
     assert "tokens/s · done" in page.locator("#chat-status-a").inner_text()
     assert QUESTION in page.locator("#chat-a").inner_text() and QUESTION in page.locator("#chat-b").inner_text()
     assert "ZEPHYR" in page.locator("#chat-b").inner_text() and "ZEPHYR" not in page.locator("#chat-a").inner_text()
-    screenshot(page, "chat-tab")
 
     page.locator("#chat-vote-b").click()
     page.locator("#chat-voted").get_by_text("Saved: B better").wait_for()

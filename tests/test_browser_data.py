@@ -1,6 +1,6 @@
 """The Data tab in a real Chromium: upload, see problems and the preview, drop rows, save."""
 
-from conftest import FIXTURES, screenshot
+from conftest import FIXTURES
 
 
 def upload(page, url, name):
@@ -22,13 +22,19 @@ def test_upload_shows_mapping_problems_and_preview_then_saves(studio_server, pag
 
     page.get_by_label("Exact duplicate of an earlier row").check()
     status.get_by_text("6 of 9 rows will be used").wait_for()
-    screenshot(page, "data-tab")
     page.locator("#data-save").click()
     page.locator("#data-saved").get_by_text("Saved as 'problems'").wait_for()
     assert "6 rows" in page.locator("#data-saved").inner_text()
 
 
-def test_a_refused_file_explains_itself_in_the_page(studio_server, page):
+def test_a_refused_file_explains_itself_and_the_example_loads_with_one_click(studio_server, page):
     upload(page, studio_server, "missing_output.csv")
     page.locator("#data-status").get_by_text("no column holds the output").wait_for(timeout=60_000)
     assert "Columns found: instruction, notes" in page.locator("#data-status").inner_text()
+
+    page.locator("#data-example").click()
+    page.locator("#data-status").get_by_text("42 of 42 rows will be used").wait_for(timeout=30_000)
+    assert "library_helpdesk.jsonl" in page.locator("#data-status").inner_text()
+    assert "Larkfield" in page.locator("#data-preview").inner_text()
+    page.locator("#data-save").click()
+    page.locator("#data-saved").get_by_text("Saved as 'library_helpdesk'").wait_for()

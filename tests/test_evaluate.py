@@ -1,16 +1,13 @@
 """Evaluation of a real adapter against its base on held-out rows: numbers and answers stored and shown."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, quick_spec, run_cli, save_codewords
+from conftest import run_cli, save_codewords
 
 from studio.errors import EvaluationError
 from studio.evaluate import changes, evaluate_adapter, exact_match, rouge_l
-from studio.store import FINISHED, Store
+from studio.store import Store
 
 
 def test_rouge_l_scores_the_longest_common_word_sequence():
@@ -63,24 +60,3 @@ def test_cli_evaluate_prints_json_by_adapter_name(trained):
 def test_cli_evaluate_of_an_unknown_adapter_exits_2(studio_env):
     result = run_cli(studio_env, "evaluate", "--adapter", "nothing-here")
     assert result.returncode == 2 and "No registered adapter has the id, name or folder 'nothing-here'" in result.stderr
-
-
-def test_the_worker_evaluates_an_adapter_after_training(settings, store, codeword_file, tokenizer, studio_env, tmp_path):
-    from jobs.control import submit_training
-    from jobs.queue import use_queue_of
-    from test_jobs import wait_for
-
-    use_queue_of(settings)
-    dataset = save_codewords(settings, store, codeword_file, tokenizer)
-    job = submit_training(store, dataset_id=dataset.id, base_model="bundled", spec=quick_spec(max_steps=2), name="auto")
-    with open(tmp_path / "worker.log", "w") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "jobs.worker"], cwd=ROOT, env={**os.environ, **studio_env},
-                                  stdout=log, stderr=subprocess.STDOUT)
-        try:
-            evaluate_job = wait_for(lambda: next((j for j in store.jobs(FINISHED) if j.kind == "evaluate"), None), seconds=400)
-        finally:
-            worker.terminate()
-            worker.wait(timeout=30)
-    assert (evaluate_job.state, evaluate_job.step) == ("succeeded", evaluate_job.total_steps), evaluate_job.error
-    evaluation = store.latest_evaluation(store.job(job.id).adapter_id)
-    assert evaluation.job_id == evaluate_job.id and evaluation.rows == 5 and len(store.answers(evaluation.id)) == 5

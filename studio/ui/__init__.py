@@ -1,5 +1,7 @@
 """The Gradio UI: one module per tab, rendered into one Blocks app by build_app."""
 
+from pathlib import Path
+
 import gradio as gr
 
 from studio.chat import ModelServer
@@ -12,6 +14,7 @@ from studio.ui.errors import shown_to_user
 
 CSS = """
 .studio-error {border-left: 4px solid #d33; background: #fdf0f0; padding: 8px 12px; border-radius: 4px;}
+.studio-warn {border-left: 4px solid #d98e04; background: #fff8e6; padding: 8px 12px; border-radius: 4px; margin-top: 6px;}
 .studio-ok {border-left: 4px solid #2a7; background: #effaf3; padding: 8px 12px; border-radius: 4px;}
 .studio-example {border: 1px solid #ddd; border-radius: 6px; padding: 8px; margin-bottom: 8px;}
 .studio-example pre {white-space: pre-wrap; margin: 0; font-size: 13px;}
@@ -24,7 +27,7 @@ CSS = """
 """
 
 
-def build_app(settings: Settings, store: Store, model_dir) -> gr.Blocks:
+def build_app(settings: Settings, store: Store, model_dir: Path, downloads_dir: Path) -> gr.Blocks:
     with gr.Blocks(title="Adapter Studio") as app:
         gr.Markdown("# Adapter Studio\nFine-tune open language models on your own examples, by clicking.")
         with gr.Tabs() as tabs:
@@ -39,7 +42,7 @@ def build_app(settings: Settings, store: Store, model_dir) -> gr.Blocks:
             with gr.Tab("Merge", id="merge") as merge_page:
                 merge_tab.build(store, merge_page)
             with gr.Tab("Download", id="download") as download_page:
-                download_tab.build(store, download_page)
+                download_tab.build(store, download_page, downloads_dir)
             with gr.Tab("Chat", id="chat") as chat_page:
                 chat_tab.build(settings, store, ModelServer(settings.chat_memory_mb), chat_page)
         train.start_event.success(lambda job_id: (gr.Tabs(selected="jobs"), gr.update(choices=jobs_tab.job_choices(store), value=job_id)),

@@ -62,7 +62,8 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
         with gr.Column(visible=False) as column_b:
             status_b = gr.Markdown(elem_id="chat-status-b")
             chat_b = gr.Chatbot(label="B", height=420, buttons=["copy", "copy_all"], elem_id="chat-b")
-    message = gr.Textbox(label="Message", placeholder="Type a message and press Enter", elem_id="chat-message")
+    message = gr.Textbox(label="Message", placeholder="Type a message and press Enter",
+                         info="Sent to A and B alike; each keeps its own conversation.", elem_id="chat-message")
     with gr.Row():
         send = gr.Button("Send", variant="primary", elem_id="chat-send")
         stop = gr.Button("Stop", variant="stop", elem_id="chat-stop")

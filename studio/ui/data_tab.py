@@ -4,7 +4,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.data import DEFAULT_MAX_LENGTH, DROPPABLE_KINDS, ISSUE_KINDS, DataReport, inspect_file, save_dataset
+from studio.data import DEFAULT_MAX_LENGTH, DROPPABLE_KINDS, EXAMPLE_DATASET, ISSUE_KINDS, DataReport, inspect_file, save_dataset
 from studio.errors import StudioError
 from studio.models import load_tokenizer
 from studio.prompts import templates
@@ -16,6 +16,13 @@ from studio.ui.errors import shown_to_user
 
 ROLES = ["instruction", "input", "output", "messages"]
 DATASET_HEADERS = ["id", "name", "rows", "format", "template", "validation %", "saved"]
+START_HERE = """**New here? Five steps from examples to your own model.**
+1. **Data** (this tab): upload a file of examples, or load the example below. Read the problems found, tick any rows to drop, and press *Save dataset*.
+2. **Train**: pick your dataset, keep the *Quick test* preset for a first try, and press *Start training*.
+3. **Jobs**: watch the progress and the loss curve; the loss should go down.
+4. **Compare**: see how the base model and your adapter answer the held-out examples.
+5. **Chat**: ask the base model (A) and your adapter (B) the same question side by side. *Merge* and *Download* take the result with you.
+"""
 
 
 def dataset_rows(store: Store) -> list[list]:
@@ -24,6 +31,10 @@ def dataset_rows(store: Store) -> list[list]:
 
 def build(settings: Settings, store: Store, model_dir: Path) -> None:
     report_state = gr.State(None)
+    source = gr.State(None)  # the file being checked: an upload or the example
+    with gr.Accordion("Start here", open=True, elem_id="start-here"):
+        gr.Markdown(START_HERE)
+        example = gr.Button(f"Load the example dataset ({EXAMPLE_DATASET.stem.replace('_', ' ')})", size="sm", elem_id="data-example")
     gr.Markdown("Upload your examples: each row is an instruction and the answer you want the model to learn. "
                 "Supported: JSON, JSONL, CSV, TSV, Excel (.xlsx) and Parquet.")
     upload = gr.File(label="Instruction data file", file_types=list(FORMATS), elem_id="data-upload")
@@ -33,7 +44,8 @@ def build(settings: Settings, store: Store, model_dir: Path) -> None:
         max_length = gr.Number(DEFAULT_MAX_LENGTH, precision=0, minimum=16, label="Maximum length (tokens)",
                                info="Longer rows are cut in training; most instruction data fits in 512.")
     with gr.Accordion("Column mapping (which column holds what)", open=False):
-        columns = [gr.Dropdown([], value=None, label=f"{role.capitalize()} column", allow_custom_value=False) for role in ROLES]
+        columns = [gr.Dropdown([], value=None, label=f"{role.capitalize()} column", allow_custom_value=False,
+                                 info=f"The column that holds the {role}; (none) if the file has no such column.") for role in ROLES]
         recheck = gr.Button("Check again with these settings")
     status = gr.HTML(elem_id="data-status")
     problems = gr.HTML(elem_id="data-problems")
@@ -64,9 +76,11 @@ def build(settings: Settings, store: Store, model_dir: Path) -> None:
         return [report, html.summary(report, set()), html.problems(report), html.preview(report, set()), html.histogram(report)] + dropdowns + [path.stem]
 
     outputs = [report_state, status, problems, preview, histogram, *columns, name]
-    upload.upload(lambda f, t, n, *c: analyse(f, t, n, True, *c), [upload, template, max_length, *columns], outputs)
+    settings_in = [source, template, max_length, *columns]
+    upload.upload(lambda f: f, upload, source).then(lambda f, t, n, *c: analyse(f, t, n, True, *c), settings_in, outputs)
+    example.click(lambda: str(EXAMPLE_DATASET), None, source).then(lambda f, t, n, *c: analyse(f, t, n, True, *c), settings_in, outputs)
     for trigger in (recheck.click, template.input, max_length.submit):
-        trigger(lambda f, t, n, *c: analyse(f, t, n, False, *c), [upload, template, max_length, *columns], outputs)
+        trigger(lambda f, t, n, *c: analyse(f, t, n, False, *c), settings_in, outputs)
 
     def redraw(report: DataReport | None, kinds: list[str]):
         if report is None:
@@ -78,7 +92,7 @@ def build(settings: Settings, store: Store, model_dir: Path) -> None:
     @shown_to_user
     def save_current(report: DataReport | None, kinds: list[str], label: str, percent: float):
         if report is None:
-            raise StudioError("Upload a data file first; there is nothing to save yet.")
+            raise StudioError("Upload a data file (or load the example) first; there is nothing to save yet.")
         record = save_dataset(store, settings.datasets_dir, report, name=label, drop=set(kinds), validation_fraction=percent / 100)
         note = f"Saved as '{record.name}' (dataset {record.id}, {record.rows} rows)."
         return html.message(note, ok=True), dataset_rows(store)

@@ -1,11 +1,10 @@
 """The Download tab: an adapter or a merged model as a zip with its model card.
 
 Only registered artifacts are offered, picked by id from the store; no path typed by a user
-is read. Zips are written to the system's temporary folder (STUDIO_HOME itself is never
+is read. Zips are written to the studio's own web folder (STUDIO_HOME itself is never
 served) and replaced by the next zip of the same artifact.
 """
 
-import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -17,20 +16,17 @@ from studio.store import Store
 from studio.ui.errors import shown_to_user
 from studio.ui.merge_tab import adapter_choices
 
-DOWNLOADS = Path(tempfile.gettempdir()) / "adapter-studio-downloads"
-
-
 def merged_choices(store: Store) -> list[tuple[str, int]]:
     names = {a.id: a.name for a in store.adapters()}
     return [(f"#{m.id} {names.get(m.adapter_id, '?')} merged ({m.dtype})", m.id) for m in store.merges()]
 
 
-def build(store: Store, page: gr.Tab) -> None:
+def build(store: Store, page: gr.Tab, downloads: Path) -> None:
     gr.Markdown("Download an adapter (small: load it on top of its base model) or a merged model (large: a complete model). "
                 "Each zip holds a model card that shows how to load it in a few lines of Python.")
     with gr.Row():
         with gr.Column():
-            adapter = gr.Dropdown(adapter_choices(store), label="Adapter", elem_id="download-adapter")
+            adapter = gr.Dropdown(adapter_choices(store), label="Adapter", info="A trained adapter: small, loads on top of its base model.", elem_id="download-adapter")
             adapter_zip = gr.Button("Prepare adapter zip", elem_id="download-adapter-zip")
             adapter_file = gr.File(label="Adapter zip", interactive=False, elem_id="download-adapter-file")
         with gr.Column():
@@ -45,14 +41,14 @@ def build(store: Store, page: gr.Tab) -> None:
         if adapter_id is None:
             raise StudioError("Pick the adapter to download first.")
         record = store.adapter(int(adapter_id))
-        return str(export_adapter(store, record.id, DOWNLOADS / f"adapter-{record.id}-{slug(record.name)}.zip"))
+        return str(export_adapter(store, record.id, downloads / f"adapter-{record.id}-{slug(record.name)}.zip"))
 
     @shown_to_user
     def zip_merged(merge_id):
         if merge_id is None:
             raise StudioError("Pick the merged model to download first (make one in the Merge tab).")
         record = store.merge(int(merge_id))
-        return str(export_merged(store, record.id, DOWNLOADS / f"merged-{record.id}-{record.dtype}.zip"))
+        return str(export_merged(store, record.id, downloads / f"merged-{record.id}-{record.dtype}.zip"))
 
     adapter_zip.click(zip_adapter, adapter, adapter_file)
     merged_zip.click(zip_merged, merged, merged_file)

@@ -38,7 +38,7 @@ def build(store: Store, page: gr.Tab) -> None:
                 "Hugging Face tool can load, no adapter library needed. It is checked before it is saved: it must answer "
                 "a few prompts exactly as the adapter does.")
     with gr.Row():
-        adapter = gr.Dropdown(adapter_choices(store), label="Adapter", elem_id="merge-adapter")
+        adapter = gr.Dropdown(adapter_choices(store), label="Adapter", info="The adapter to fold into a copy of its base model.", elem_id="merge-adapter")
         dtype = gr.Radio(list(DTYPES), value="float32", label="Precision of the merged model", info=DTYPE_HELP, elem_id="merge-dtype")
     merge = gr.Button("Merge", variant="primary", elem_id="merge-start")
     progress = gr.HTML(elem_id="merge-progress")
@@ -46,10 +46,10 @@ def build(store: Store, page: gr.Tab) -> None:
     with gr.Accordion("Mix adapters into a new one", open=False):
         gr.Markdown("Combine adapters of the same base model with weights: the new adapter adds up their changes, "
                     "each times its weight (0.5 and 0.5 is an even blend).")
-        mix_pick = gr.Dropdown(adapter_choices(store), multiselect=True, label="Adapters to mix", elem_id="mix-adapters")
+        mix_pick = gr.Dropdown(adapter_choices(store), multiselect=True, label="Adapters to mix", info="Two or more adapters of the same base model.", elem_id="mix-adapters")
         with gr.Row():
             weights = gr.Textbox(label="Weights", placeholder="0.5, 0.5", info="One per adapter, in the order picked.", elem_id="mix-weights")
-            mix_name = gr.Textbox(label="Name of the new adapter", elem_id="mix-name")
+            mix_name = gr.Textbox(label="Name of the new adapter", info="How the mix is listed in the studio.", elem_id="mix-name")
         mix = gr.Button("Mix", elem_id="mix-start")
     job_id = gr.State(None)
     timer = gr.Timer(2)
