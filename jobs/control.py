@@ -8,14 +8,22 @@ from studio.spec import TrainSpec
 from studio.store import JobRecord, Store, now
 
 
-def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: TrainSpec, name: str) -> JobRecord:
+def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: TrainSpec, name: str, sweep: str | None = None) -> JobRecord:
     """Record a training job and put it on the queue; the worker picks jobs in order."""
     dataset = store.dataset(dataset_id)  # raises NotFound for a stale choice
     job = store.add_job(kind="train", name=name.strip() or f"{dataset.name}-{spec.method}", dataset_id=dataset.id,
-                        base_model=base_model, spec=spec.to_json())
+                        base_model=base_model, spec=spec.to_json(), sweep=sweep)
     result = train_job(job.id)
     store.update_job(job.id, task_id=result.id)
     return store.job(job.id)
+
+
+def submit_sweep(store: Store, *, dataset_id: int, base_model: str, runs: list[tuple[str, TrainSpec]], name: str) -> list[JobRecord]:
+    """Queue one training job per grid point, grouped under the sweep's name (see studio.sweeps)."""
+    dataset = store.dataset(dataset_id)
+    sweep = name.strip() or f"{dataset.name} sweep"
+    return [submit_training(store, dataset_id=dataset.id, base_model=base_model, spec=spec, name=f"{sweep} {label}", sweep=sweep)
+            for label, spec in runs]
 
 
 def submit_evaluation(store: Store, adapter_id: int) -> JobRecord:

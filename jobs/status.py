@@ -4,6 +4,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.data import split_indices
+from studio.health import HealthWarning, evaluation_warnings, training_warnings
 from studio.store import JobRecord, Store
 
 
@@ -16,6 +18,8 @@ class JobStatus:
     tokens_per_second: float | None  # real (non-padding) tokens
     utilisation: float | None  # share of the device's measured matrix-multiply speed put to use
     curve: list[dict]  # {"step", "loss", "series"} points: train loss and validation loss
+    warnings: list[HealthWarning]
+    stop_note: str | None  # where early stopping ended the run and which checkpoint it kept
 
     @property
     def fraction(self) -> float:
@@ -27,13 +31,40 @@ def job_status(store: Store, job_id: int) -> JobStatus:
     metrics = store.metrics(job_id)
     trained = [m for m in metrics if m["loss"] is not None]
     curve = [{"step": m["step"], "loss": m["loss"], "series": "training loss"} for m in trained]
-    curve += [{"step": m["step"], "loss": m["eval_loss"], "series": "validation loss"} for m in metrics if m["eval_loss"] is not None]
+    evaluated = [{"step": m["step"], "loss": m["eval_loss"], "series": "validation loss"} for m in metrics if m["eval_loss"] is not None]
+    if trained and not evaluated and _holds_out_rows(store, job):
+        # A point with no value names the validation series from the first drawing on: the chart
+        # keeps the series it was first drawn with, and validation points come only later.
+        evaluated = [{"step": trained[0]["step"], "loss": None, "series": "validation loss"}]
+    curve += evaluated
     last = trained[-1] if trained else None
     seconds_left = None
     if job.state == "running" and last and last["seconds"] and last["step"]:
         seconds_left = last["seconds"] / last["step"] * max(job.total_steps - last["step"], 0)
+    adapter = store.adapter(job.adapter_id) if job.kind == "train" and job.adapter_id else None
+    warnings = training_warnings(metrics, adapter.summary if adapter else None)
+    if adapter:
+        warnings += evaluation_warnings(store.latest_evaluation(adapter.id))
     return JobStatus(job, store.queue_position(job_id), last["epoch"] if last else None, seconds_left,
-                     last["tokens_per_second"] if last else None, last["utilisation"] if last else None, curve)
+                     last["tokens_per_second"] if last else None, last["utilisation"] if last else None, curve,
+                     warnings, early_stop_note(adapter.summary if adapter else {}, job.spec))
+
+
+def early_stop_note(summary: dict, spec: dict) -> str | None:
+    if summary.get("best_step") is None:
+        return None
+    kept = f"The adapter is the best checkpoint by validation loss, from step {summary['best_step']} ({summary['eval_loss']:.4f})."
+    if summary.get("stopped_early"):
+        return (f"Stopped early at step {summary['steps']}: the validation loss had not improved for "
+                f"{spec.get('early_stopping_patience')} checkpoints. {kept}")
+    return kept
+
+
+def _holds_out_rows(store: Store, job: JobRecord) -> bool:
+    if job.kind != "train" or job.dataset_id is None:
+        return False
+    dataset = store.dataset(job.dataset_id)
+    return bool(split_indices(dataset.rows, dataset.validation_fraction, dataset.split_seed)[1])
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

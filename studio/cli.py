@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from studio.blending import blend_datasets, plan_blend
 from studio.data import DEFAULT_MAX_LENGTH, inspect_file, save_dataset
 from studio.errors import StudioError
 from studio.models import load_tokenizer, resolve_model
@@ -18,6 +19,7 @@ from studio.settings import Settings, load_settings
 from studio.spec import TrainSpec
 from studio.export import DTYPES
 from studio.store import DatasetRecord, JobRecord, Store
+from studio.sweeps import parse_sweep, sweep_specs
 
 
 def _mapping(text: str) -> dict[str, str]:
@@ -46,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", default="", help="the adapter's name (default: dataset and method)")
     train.add_argument("--output", type=Path, help="also copy the finished adapter folder here")
     train.add_argument("--enqueue", action="store_true", help="put the job on the queue instead of training here")
-    train.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    train.add_argument("--json", action="store_true", help="print the outcome as one JSON object (one per line with --sweep)")
+    train.add_argument("--blend", action="append", type=_blend_part, default=[], metavar="DATASET:SHARE",
+                       help="blend in another dataset (a saved one by id or name, or a data file) as this share of the rows, e.g. general:0.1; repeatable")
+    train.add_argument("--sweep", action="append", default=[], metavar="FIELD=V1,V2",
+                       help="train one adapter per combination of these values, grouped as one sweep; repeatable")
     for field in dataclasses.fields(TrainSpec):
         flag = "--" + field.name.replace("_", "-")
         if field.type in (bool, "bool"):
@@ -91,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _blend_part(text: str) -> tuple[str, float]:
+    ref, _, share = text.rpartition(":")
+    try:
+        return ref, float(share)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"write a blended dataset as DATASET:SHARE, e.g. general:0.1, not '{text}'") from None
+
+
 def _zip_path(text: str) -> Path:
     if not text.lower().endswith(".zip"):
         raise argparse.ArgumentTypeError(f"the output must be a .zip file name, not '{text}'")
@@ -131,28 +145,43 @@ def train_command(args: argparse.Namespace) -> int:
     store = Store(settings.db_path)
     names = [f.name for f in dataclasses.fields(TrainSpec)]
     spec = TrainSpec.from_dict({n: getattr(args, n) for n in names if getattr(args, n) is not None})
-    dataset = dataset_for(args.data, settings, store, resolve_model(args.model, settings.models_dir))
+    runs = sweep_specs(spec, parse_sweep(";".join(args.sweep))) if args.sweep else [("", spec)]
+    if args.sweep and args.output:
+        raise StudioError("--output copies one adapter; leave it out with --sweep (each run's folder is printed).")
+    base_dir = resolve_model(args.model, settings.models_dir)
+    dataset = dataset_for(args.data, settings, store, base_dir)
+    if args.blend:
+        others = {dataset_for(ref, settings, store, base_dir).id: share for ref, share in args.blend}
+        dataset = blend_datasets(store, settings.datasets_dir, plan_blend(store, dataset.id, others))
     name = args.name or f"{dataset.name}-{spec.method}"
+    sweep = name if args.sweep else None
     if args.enqueue:
         from jobs.control import submit_training  # opens the queue only when it is used
 
-        job = submit_training(store, dataset_id=dataset.id, base_model=args.model, spec=spec, name=name)
-        print(json.dumps({"job_id": job.id, "state": job.state}) if args.json else f"Job {job.id} is queued.")
+        for label, run_spec in runs:
+            job = submit_training(store, dataset_id=dataset.id, base_model=args.model, spec=run_spec, name=f"{name} {label}".strip(), sweep=sweep)
+            print(json.dumps({"job_id": job.id, "state": job.state}) if args.json else f"Job {job.id} is queued.")
         return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for label, run_spec in runs:
+        _train_here(args, settings, store, dataset, run_spec, f"{name} {label}".strip(), sweep)
+    return 0
+
+
+def _train_here(args: argparse.Namespace, settings: Settings, store: Store, dataset: DatasetRecord, spec: TrainSpec,
+                name: str, sweep: str | None) -> None:
     from jobs.run import run_job
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    job = store.add_job(kind="train", name=name, dataset_id=dataset.id, base_model=args.model, spec=spec.to_json())
+    job = store.add_job(kind="train", name=name, dataset_id=dataset.id, base_model=args.model, spec=spec.to_json(), sweep=sweep)
     result = run_job(settings, store, job.id)
     if result is None:
         raise StudioError(store.job(job.id).error)
     if args.output:
         shutil.copytree(result.adapter_dir, args.output, dirs_exist_ok=True)
     outcome = {"job_id": job.id, "adapter_id": store.job(job.id).adapter_id, "adapter_dir": str(args.output or result.adapter_dir),
-               "state": store.job(job.id).state, **result.summary()}
+               "state": store.job(job.id).state, "dataset_id": dataset.id, **result.summary()}
     print(json.dumps(outcome) if args.json else f"Adapter saved in {outcome['adapter_dir']} after {result.steps} steps "
           f"(final loss {result.final_loss:.4f}, {result.tokens} tokens, {result.seconds:.0f} s).")
-    return 0
 
 
 def jobs_command(args: argparse.Namespace) -> int:

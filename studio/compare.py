@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from studio.evaluate import changes
 from studio.store import AdapterRecord, EvaluationRecord, Store
+from studio.sweeps import SweepResult
 
 BASE = "base"  # the choice that stands for the base model without an adapter
 
@@ -108,3 +109,15 @@ def answers_table(store: Store, chosen: list[Column]) -> Table:
             row.append(answer["base_answer" if column.adapter is None else "adapter_answer"] if answer else "—")
         rows.append(row)
     return Table(["prompt", "reference"] + [c.title for c in chosen], rows, [False] * len(rows))
+
+
+def sweep_table(results: list[SweepResult]) -> Table:
+    """A sweep's runs best first: the settings swept, validation loss and held-out answer quality."""
+    fields = list(results[0].swept) if results else []
+    def number(value):
+        return "n/a" if value is None else f"{value:.4g}"
+    rows = [[str(rank), f"#{r.adapter.id} {r.adapter.name}", *(str(r.swept[f]) for f in fields), number(r.eval_loss), number(r.rouge)]
+            for rank, r in enumerate(results, 1)]
+    best_marked = [index == 0 for index in range(len(rows))]  # the table highlights the best run
+    return Table(["rank", "adapter", *fields, "validation loss", "ROUGE-L"], rows, best_marked)
+

@@ -33,6 +33,10 @@ class JobError(StudioError):
     """A job cannot be started, cancelled or resumed in its current state."""
 
 
+class TrainingDiverged(JobError):
+    """The loss stopped being a number: the run cannot recover, so it stops at once."""
+
+
 class ChatError(StudioError):
     """A chat cannot start: a bad model choice, generation setting or too little memory."""
 

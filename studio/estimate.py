@@ -6,7 +6,6 @@ CPU (or a typical GPU), scaled by model size.
 """
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -138,10 +138,12 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
         base_loss = mean_loss(model, rows)
     done += 2
     progress(done, steps)
-    answers = []
+    answers, unstopped = [], 0
     for row, example in enumerate(shown):
         limit = min(MAX_NEW_TOKENS, len(tokenizer(example.reference, add_special_tokens=False)["input_ids"]) + 16)
-        adapter_answer = tokenizer.decode(greedy_ids(model, tokenizer, example.prompt, limit), skip_special_tokens=True).strip()
+        adapter_ids = greedy_ids(model, tokenizer, example.prompt, limit)
+        unstopped += len(adapter_ids) >= limit and tokenizer.eos_token_id not in adapter_ids
+        adapter_answer = tokenizer.decode(adapter_ids, skip_special_tokens=True).strip()
         with model.disable_adapter():
             base_answer = tokenizer.decode(greedy_ids(model, tokenizer, example.prompt, limit), skip_special_tokens=True).strip()
         answers.append({"row": row, "prompt": example.prompt, "reference": example.reference, "base_answer": base_answer,
@@ -160,6 +162,7 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
         "base_exact": share_exact("base_answer"), "adapter_exact": share_exact("adapter_answer"),
         "base_rouge": sum(a["base_rouge"] for a in answers) / len(answers),
         "adapter_rouge": sum(a["adapter_rouge"] for a in answers) / len(answers),
+        "adapter_unstopped": unstopped,
     }
     return store.add_evaluation(values, answers)
 

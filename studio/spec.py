@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from studio.errors import SpecError
 
-METHODS = ["lora", "qlora"]
+METHODS = ["lora", "qlora", "dora", "rslora"]
 TARGET_PRESETS = ["attention", "all-linear"]
 SCHEDULERS = ["cosine", "linear", "constant"]
 OPTIMIZERS = ["adamw_torch", "adamw_8bit", "paged_adamw_8bit"]
@@ -22,7 +22,9 @@ def setting(default, help: str, minimum=None, maximum=None, choices=None):
 
 @dataclass(frozen=True)
 class TrainSpec:
-    method: str = setting("lora", "LoRA trains small add-on matrices on a full-precision base. QLoRA loads the base in 4-bit to save memory, at some speed cost.", choices=METHODS)
+    method: str = setting("lora", "LoRA trains small add-on matrices on a full-precision base. QLoRA loads the base in 4-bit to save memory, at some speed cost. "
+                          "DoRA learns the size and the direction of each change apart: often better at low rank, about a third slower. "
+                          "rsLoRA scales the adapter so that high ranks (64 and up) learn as steadily as low ones.", choices=METHODS)
     rank: int = setting(16, "Size of the add-on matrices. Higher learns more but trains slower; 8-32 suits most tasks.", 1, 256)
     lora_alpha: int = setting(32, "Strength of the adapter. Usually twice the rank.", 1, 1024)
     lora_dropout: float = setting(0.05, "Share of adapter inputs dropped at random in training, against over-fitting.", 0.0, 0.5)
@@ -42,6 +44,8 @@ class TrainSpec:
     seed: int = setting(42, "Makes a run repeatable.", 0, 2**31 - 1)
     responses_only: bool = setting(True, "Learn from the answers only, not from the prompts.")
     save_steps: int = setting(25, "Save a checkpoint every this many steps, so a crash loses little.", 1, 100_000)
+    early_stopping_patience: int = setting(0, "Stop when the validation loss has not improved for this many checkpoints, and keep the best one. "
+                                              "0 turns it off. Needs validation rows; with it on, a checkpoint is evaluated at least ten times a run.", 0, 100)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -100,8 +104,8 @@ def help_for(name: str) -> str:
 
 PRESETS = {
     "Quick test": {"max_steps": 30, "rank": 8, "lora_alpha": 16, "save_steps": 10},
-    "Balanced": {"epochs": 1.0, "rank": 16, "lora_alpha": 32},
-    "Thorough": {"epochs": 3.0, "rank": 32, "lora_alpha": 64, "learning_rate": 1e-4},
+    "Balanced": {"epochs": 1.0, "rank": 16, "lora_alpha": 32, "early_stopping_patience": 3},
+    "Thorough": {"epochs": 3.0, "rank": 32, "lora_alpha": 64, "learning_rate": 1e-4, "early_stopping_patience": 3},
 }
 
 

@@ -141,7 +141,16 @@ def _v5_utilisation(db: sqlite_utils.Database) -> None:
     db["metrics"].add_column("utilisation", float)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation]
+def _v6_unstopped_answers(db: sqlite_utils.Database) -> None:
+    db["evaluations"].add_column("adapter_unstopped", int, not_null_default=0)
+
+
+def _v7_sweeps(db: sqlite_utils.Database) -> None:
+    db["jobs"].add_column("sweep", str)  # the name of the sweep a training job belongs to
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
+                                                             _v6_unstopped_answers, _v7_sweeps]
 
 
 def now() -> str:
@@ -190,6 +199,7 @@ class JobRecord:
     created: str
     started: str | None
     finished: str | None
+    sweep: str | None
 
     @classmethod
     def from_row(cls, row: dict) -> "JobRecord":
@@ -239,6 +249,7 @@ class EvaluationRecord:
     base_rouge: float
     adapter_rouge: float
     created: str
+    adapter_unstopped: int  # adapter answers that ran to the length limit without an end-of-sequence token
 
 
 @dataclass(frozen=True)
@@ -318,9 +329,9 @@ class Store:
 
     # jobs
 
-    def add_job(self, *, kind: str, name: str, dataset_id: int | None, base_model: str, spec: str) -> JobRecord:
+    def add_job(self, *, kind: str, name: str, dataset_id: int | None, base_model: str, spec: str, sweep: str | None = None) -> JobRecord:
         table = self.db["jobs"].insert({"kind": kind, "state": "queued", "name": name, "dataset_id": dataset_id,
-                                        "base_model": base_model, "spec": spec, "created": now()})
+                                        "base_model": base_model, "spec": spec, "sweep": sweep, "created": now()})
         return self.job(table.last_pk)
 
     def job(self, job_id: int) -> JobRecord:
@@ -368,6 +379,17 @@ class Store:
 
     def adapters(self) -> list[AdapterRecord]:
         return [AdapterRecord.from_row(r) for r in self.db["adapters"].rows_where(order_by="id desc")]
+
+    def sweeps(self) -> list[str]:
+        """Names of the sweeps, newest first."""
+        rows = self.db.execute("select sweep from jobs where sweep is not null group by sweep order by max(id) desc").fetchall()
+        return [row[0] for row in rows]
+
+    def sweep_adapters(self, sweep: str) -> list[AdapterRecord]:
+        """The adapters the jobs of a sweep produced so far."""
+        rows = self.db.query("select adapters.* from adapters join jobs on adapters.job_id = jobs.id where jobs.sweep = ? "
+                             "order by adapters.id", [sweep])
+        return [AdapterRecord.from_row(r) for r in rows]
 
     def find_adapter(self, ref: str) -> AdapterRecord:
         """A registered adapter by id, by name (the newest of that name) or by its folder."""

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from transformers import AutoTokenizer, TrainerCallback
+from transformers import AutoTokenizer, EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from studio.batching import PaddingCollator
 from studio.data import split_indices
 from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
-from studio.errors import JobError, SpecError
+from studio.errors import JobError, SpecError, TrainingDiverged
+from studio.health import diverged_message, zero_lora_layers
 from studio.models import load_base_model, lora_targets
 from studio.prompts import encode, get_template, render
 from studio.spec import TrainSpec
@@ -67,10 +68,15 @@ class TrainResult:
     cancelled: bool
     train_rows: int
     validation_rows: int
+    stopped_early: bool  # by early stopping, at `steps`
+    best_step: int | None  # the checkpoint kept, when early stopping chose the best one
+    zero_layers: int  # adapter layers whose weights never moved from zero
 
     def summary(self) -> dict:
         return {"steps": self.steps, "final_loss": self.final_loss, "eval_loss": self.eval_loss, "tokens": self.tokens,
-                "computed_tokens": self.computed_tokens, "seconds": round(self.seconds, 1), "train_seconds": round(self.train_seconds, 1), "train_rows": self.train_rows, "validation_rows": self.validation_rows}
+                "computed_tokens": self.computed_tokens, "seconds": round(self.seconds, 1), "train_seconds": round(self.train_seconds, 1),
+                "train_rows": self.train_rows, "validation_rows": self.validation_rows, "stopped_early": self.stopped_early,
+                "best_step": self.best_step, "zero_layers": self.zero_layers}
 
 
 def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Reporter) -> TrainResult:
@@ -93,14 +99,23 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.monotonic() - loop_started
     callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, _StudioCallback))
-    eval_loss = callback.last_eval[1] if callback.last_eval[0] == trainer.state.global_step else None
-    if validation_rows and eval_loss is None:
-        eval_loss = trainer.evaluate()["eval_loss"]  # logged through the callback like any evaluation
+    if callback.diverged:
+        raise TrainingDiverged(diverged_message(*callback.diverged, spec.learning_rate))
+    state = trainer.state
+    best_step = checkpoint_step(Path(state.best_model_checkpoint)) if trainer.args.load_best_model_at_end and state.best_model_checkpoint else None
+    if best_step is not None:
+        eval_loss = state.best_metric  # the best checkpoint's weights were loaded back at the end
+    else:
+        eval_loss = callback.last_eval[1] if callback.last_eval[0] == state.global_step else None
+        if validation_rows and eval_loss is None:
+            eval_loss = trainer.evaluate()["eval_loss"]  # logged through the callback like any evaluation
     result = TrainResult(
-        adapter_dir=adapter_dir, steps=trainer.state.global_step, final_loss=callback.last_loss, eval_loss=eval_loss,
-        tokens=int(trainer.state.num_input_tokens_seen), computed_tokens=trainer.data_collator.computed_tokens,
+        adapter_dir=adapter_dir, steps=state.global_step, final_loss=callback.last_loss, eval_loss=eval_loss,
+        tokens=int(state.num_input_tokens_seen), computed_tokens=trainer.data_collator.computed_tokens,
         seconds=time.monotonic() - started, train_seconds=train_seconds, cancelled=callback.cancelled,
         train_rows=len(train_rows), validation_rows=len(validation_rows),
+        stopped_early=not callback.cancelled and state.global_step < state.max_steps, best_step=best_step,
+        zero_layers=len(zero_lora_layers(trainer.model)),
     )
     _save_adapter(trainer.model, tokenizer, inputs, result)
     return result
@@ -130,7 +145,8 @@ def _adapter_model(inputs: TrainInputs, device: Device):
     if spec.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
     config = LoraConfig(r=spec.rank, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout, task_type="CAUSAL_LM",
-                        target_modules=lora_targets(model.config.model_type, spec.target_modules))
+                        target_modules=lora_targets(model.config.model_type, spec.target_modules),
+                        use_dora=spec.method == "dora", use_rslora=spec.method == "rslora")
     return get_peft_model(model, config)
 
 
@@ -148,6 +164,11 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
 
     spec = inputs.spec
     steps = total_steps(spec, len(train_rows))
+    early = bool(spec.early_stopping_patience and validation_rows)
+    if spec.early_stopping_patience and not validation_rows:
+        log.info("Early stopping is off for this run: it needs validation rows, and this dataset holds none out.")
+    # With early stopping every checkpoint is evaluated (the best one is kept), at least ten times a run.
+    save_steps = min(spec.save_steps, max(1, steps // 10)) if early else spec.save_steps
     config = SFTConfig(
         output_dir=str(work_dir / "checkpoints"),
         per_device_train_batch_size=spec.batch_size,
@@ -168,10 +189,14 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
         use_cpu=not device.cuda,
         logging_steps=1,
         save_strategy="steps",
-        save_steps=spec.save_steps,
-        save_total_limit=2,
+        save_steps=save_steps,
+        save_total_limit=2,  # the best checkpoint is kept besides, when early stopping tracks it
         eval_strategy="steps" if validation_rows else "no",
-        eval_steps=max(1, steps // 5),
+        eval_steps=save_steps if early else max(1, steps // 5),
+        load_best_model_at_end=early,
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        logging_nan_inf_filter=False,  # a NaN loss must be seen, not replaced by the running mean
         include_num_input_tokens_seen="non_padding",
         train_sampling_strategy="group_by_length",  # rows of similar length together: little padding
         prediction_loss_only=True,
@@ -183,7 +208,7 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
     trainer = SFTTrainer(
         model=model, args=config, processing_class=tokenizer, data_collator=PaddingCollator(tokenizer.pad_token_id),
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
-        callbacks=[_StudioCallback(reporter, inputs, device)],
+        callbacks=[_StudioCallback(reporter, inputs, device)] + ([EarlyStoppingCallback(spec.early_stopping_patience)] if early else []),
     )
     trainer.remove_callback(PrinterCallback)  # the reporter logs each step; stdout stays clean for --json
     return trainer
@@ -195,6 +220,7 @@ class _StudioCallback(TrainerCallback):
     def __init__(self, reporter: Reporter, inputs: TrainInputs, device: Device) -> None:
         self.reporter, self.inputs, self.device = reporter, inputs, device
         self.cancelled = False
+        self.diverged: tuple[int, float] | None = None  # (step, loss) where the loss stopped being a number
         self.last_loss: float | None = None
         self.last_eval: tuple[int, float | None] = (-1, None)
         self._clock = (time.monotonic(), 0)
@@ -210,6 +236,10 @@ class _StudioCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         values = {k: logs[k] for k in ("loss", "eval_loss", "learning_rate", "grad_norm") if k in logs}
+        if "loss" in values and not math.isfinite(values["loss"]):
+            self.diverged = (state.global_step, values["loss"])  # train() turns this into a failure that says what to change
+            control.should_training_stop = True
+            return
         if "loss" in values:
             self.last_loss = values["loss"]
             moment, tokens = time.monotonic(), state.num_input_tokens_seen

@@ -61,7 +61,7 @@ def test_train_enqueue_puts_the_job_on_the_queue(studio_env, codeword_file):
 def test_train_refuses_bad_settings_with_the_field_and_what_is_allowed(studio_env, codeword_file):
     result = run_cli(studio_env, "train", "--data", str(codeword_file), "--rank", "0")
     assert result.returncode == 2 and "rank" in result.stderr.lower() and "1" in result.stderr
-    result = run_cli(studio_env, "train", "--data", str(codeword_file), "--method", "dora")
-    assert result.returncode == 2 and "invalid choice: 'dora'" in result.stderr
+    result = run_cli(studio_env, "train", "--data", str(codeword_file), "--method", "full")
+    assert result.returncode == 2 and "invalid choice: 'full'" in result.stderr
     result = run_cli(studio_env, "train", "--data", "no-such-dataset")
     assert result.returncode == 2 and "no-such-dataset" in result.stderr

@@ -9,7 +9,6 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from studio.errors import JobError
 from studio.training import COMPLETE_MARKER, latest_checkpoint
 
 

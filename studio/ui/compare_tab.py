@@ -10,6 +10,7 @@ from jobs.control import submit_evaluation
 from studio import compare
 from studio.errors import StudioError
 from studio.store import Store
+from studio.sweeps import sweep_results
 from studio.ui import html
 from studio.ui.errors import shown_to_user
 
@@ -36,7 +37,10 @@ def curve_frame(points: list[dict]) -> pd.DataFrame:
 def build(store: Store, page: gr.Tab) -> None:
     gr.Markdown("Pick two or more adapters, and the base model if you like, to see them side by side. "
                 "Settings that differ are highlighted. Nothing is trained here: it shows what the studio has stored.")
-    picked = gr.CheckboxGroup(choices(store), label="Compare", elem_id="compare-pick")
+    sweep = gr.Dropdown(store.sweeps(), value=None, label="Sweep", elem_id="compare-sweep",
+                        info="Pick a sweep to rank its runs, best first, and compare them below.")
+    ranking = gr.HTML(elem_id="compare-ranking")
+    picked = gr.CheckboxGroup(choices(store), label="Compare", info="Tick two or more; the base model too, to see what training changed.", elem_id="compare-pick")
     with gr.Row():
         show = gr.Button("Compare", variant="primary", elem_id="compare-show")
         again = gr.Button("Evaluate the chosen adapters again", elem_id="compare-evaluate")
@@ -47,7 +51,17 @@ def build(store: Store, page: gr.Tab) -> None:
     curves = gr.LinePlot(x="step", y="loss", color="series", label="Loss curves", height=320, elem_id="compare-curves")
     answers_view = gr.HTML(elem_id="compare-answers")
 
-    page.select(lambda: gr.update(choices=choices(store)), None, picked)
+    page.select(lambda: (gr.update(choices=choices(store)), gr.update(choices=store.sweeps())), None, [picked, sweep])
+
+    @shown_to_user
+    def rank(name: str | None):
+        if not name:
+            return "", gr.update()
+        results = sweep_results(store, name)
+        if not results:
+            return html.message(f"No run of sweep '{name}' has finished yet; follow them in the Jobs tab."), gr.update()
+        ranked = table_html(compare.sweep_table(results), f"Sweep '{name}', best first (lowest validation loss)")
+        return ranked, [str(r.adapter.id) for r in results]
 
     @shown_to_user
     def show_comparison(chosen: list[str]):
@@ -69,5 +83,7 @@ def build(store: Store, page: gr.Tab) -> None:
         return html.message(f"Evaluation queued as job {', '.join(str(j.id) for j in jobs)}; follow it in the Jobs tab, "
                             "then press Compare again.", ok=True)
 
-    show.click(show_comparison, picked, [note, settings_view, metrics_view, curves, answers_view])
+    outputs = [note, settings_view, metrics_view, curves, answers_view]
+    show.click(show_comparison, picked, outputs)
+    sweep.input(rank, sweep, [ranking, picked]).success(show_comparison, picked, outputs)
     again.click(evaluate_again, picked, note)

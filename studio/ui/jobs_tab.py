@@ -16,6 +16,7 @@ from studio.ui.errors import shown_to_user
 
 HEADERS = ["id", "name", "state", "queue", "progress", "created"]
 REFRESH_SECONDS = 2
+CURVE_COLOURS = {"training loss": "#3b6fd8", "validation loss": "#e8731a"}  # blue, orange
 
 
 @dataclass
@@ -49,19 +50,25 @@ def progress_html(status: JobStatus) -> str:
         parts.append(f"about {status.utilisation:.0%} of this machine's compute in use")
     bar = f"<progress value='{status.fraction:.3f}' max='1' style='width:100%'></progress>"
     error = f"<div class='studio-error'>{escape(job.error)}</div>" if job.error else ""
-    return f"<div id='job-progress-text'>{' · '.join(parts)}</div>{bar}{error}"
+    note = f"<div class='studio-ok' id='job-stop-note'>{escape(status.stop_note)}</div>" if status.stop_note else ""
+    warnings = "".join(f"<div class='studio-warn'>⚠ {escape(w.message)}</div>" for w in status.warnings)
+    return f"<div id='job-progress-text'>{' · '.join(parts)}</div>{bar}{error}{note}<div id='job-health'>{warnings}</div>"
 
 
 def build(settings: Settings, store: Store) -> JobsTab:
     table = gr.Dataframe(job_rows(store), headers=HEADERS, interactive=False, label="Jobs", elem_id="jobs-table")
     job = gr.Dropdown(job_choices(store), label="Job", info="Pick a job to follow.", elem_id="jobs-pick")
     progress = gr.HTML(elem_id="job-progress")
-    curve = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=280, elem_id="job-curve")
+    # Both series named up front: the chart otherwise keeps the series of its first data, and
+    # validation points arrive only after the first evaluation.
+    curve = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=320, elem_id="job-curve",
+                        color_map=CURVE_COLOURS)
     with gr.Row():
         cancel = gr.Button("Cancel", variant="stop", elem_id="job-cancel")
         resume = gr.Button("Resume", elem_id="job-resume")
         clone = gr.Button("Clone and edit", elem_id="job-clone")
-    log = gr.Textbox(label="Log (last lines)", lines=10, max_lines=10, autoscroll=True, elem_id="job-log")
+    log = gr.Textbox(label="Log (last lines)", info="What the job reports as it runs; the whole log is train.log in the job's folder.",
+                     lines=10, max_lines=10, autoscroll=True, elem_id="job-log")
     timer = gr.Timer(REFRESH_SECONDS)
 
     def details(job_id):
