@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -79,21 +80,34 @@ def wait_for_http(url: str, process: subprocess.Popen, seconds: float = 120) -> 
     raise TimeoutError(f"{url} did not answer within {seconds} s")
 
 
-@pytest.fixture
-def studio_server(studio_env, tmp_path):
+@contextmanager
+def running_studio(env: dict[str, str], log_path: Path, *options: str):
     """A real studio (app.py) in a subprocess on a free port; yields its URL."""
     port = free_port()
-    log = open(tmp_path / "studio.log", "w")
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env={**os.environ, **studio_env},
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_http(url, process)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *options], cwd=ROOT, env={**os.environ, **env},
+                                   stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            wait_for_http(url, process)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@pytest.fixture
+def studio_server(studio_env, tmp_path):
+    """A studio of this test's own, with its worker."""
+    with running_studio(studio_env, tmp_path / "studio.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+
+
+@pytest.fixture
+def studio_without_worker(studio_env, tmp_path):
+    """A studio of this test's own, for tests that run no job (it starts sooner)."""
+    with running_studio(studio_env, tmp_path / "studio.log", "--no-worker") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -234,18 +248,8 @@ def trained_studio(trained, tmp_path_factory):
     home.mkdir()
     copy_database(settings.db_path, home / "studio.db")
     env = {"STUDIO_HOME": str(home), "STUDIO_MODELS_DIR": str(settings.models_dir)}
-    port = free_port()
-    log = open(home.parent / "studio.log", "w")
-    process = subprocess.Popen([sys.executable, "app.py", "--no-worker", "--port", str(port)], cwd=ROOT,
-                               env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_http(url, process)
+    with running_studio(env, home.parent / "studio.log", "--no-worker") as url:
         yield url, adapter
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 # Adapters as artifacts: a QLoRA adapter beside the LoRA one, an evaluation and a merge, each made once.
 
 def copy_database(source: Path, target: Path) -> None:

@@ -12,12 +12,12 @@ def coloured_pixels(locator) -> int:
     return sum(1 for r, g, b in image.getdata() if max(r, g, b) - min(r, g, b) > 60)
 
 
-def test_compare_shows_settings_metrics_answers_and_curves(trained_qlora, evaluated, stocked_home, studio_server, page):
-    store = stocked_home  # requested before studio_server: the server starts on this copy
+def test_compare_shows_settings_metrics_answers_and_curves(trained_qlora, evaluated, stocked_home, studio_without_worker, page):
+    store = stocked_home  # requested before the server: it starts on this copy
     lora = store.adapter(evaluated.adapter_id)
     qlora = store.adapter(trained_qlora.id)
     label = {a.id: f"#{a.id} {a.name} ({a.method})" for a in (lora, qlora)}
-    page.goto(studio_server)
+    page.goto(studio_without_worker)
 
     # Compare: the base model and both adapters side by side.
     page.get_by_role("tab", name="Compare").click()

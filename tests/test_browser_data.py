@@ -1,6 +1,15 @@
 """The Data tab in a real Chromium: upload, see problems and the preview, drop rows, save."""
 
-from conftest import FIXTURES
+import pytest
+from conftest import FIXTURES, running_studio
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, models_dir):
+    """One studio for this module's tests: each uploads and saves a dataset of its own."""
+    folder = tmp_path_factory.mktemp("data-studio")
+    with running_studio({"STUDIO_HOME": str(folder / "home"), "STUDIO_MODELS_DIR": str(models_dir)}, folder / "studio.log", "--no-worker") as url:
+        yield url
 
 
 def upload(page, url, name):
@@ -8,8 +17,8 @@ def upload(page, url, name):
     page.locator("#data-upload input[type=file]").set_input_files(str(FIXTURES / name))
 
 
-def test_upload_shows_mapping_problems_and_preview_then_saves(studio_server, page):
-    upload(page, studio_server, "problems.jsonl")
+def test_upload_shows_mapping_problems_and_preview_then_saves(studio, page):
+    upload(page, studio, "problems.jsonl")
     status = page.locator("#data-status")
     status.get_by_text("7 of 9 rows will be used").wait_for(timeout=60_000)
     problems = page.locator("#data-problems").inner_text()
@@ -27,8 +36,8 @@ def test_upload_shows_mapping_problems_and_preview_then_saves(studio_server, pag
     assert "6 rows" in page.locator("#data-saved").inner_text()
 
 
-def test_a_refused_file_explains_itself_and_the_example_loads_with_one_click(studio_server, page):
-    upload(page, studio_server, "missing_output.csv")
+def test_a_refused_file_explains_itself_and_the_example_loads_with_one_click(studio, page):
+    upload(page, studio, "missing_output.csv")
     page.locator("#data-status").get_by_text("no column holds the output").wait_for(timeout=60_000)
     assert "Columns found: instruction, notes" in page.locator("#data-status").inner_text()
 

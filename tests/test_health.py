@@ -85,7 +85,7 @@ def test_early_stopping_ends_a_run_whose_validation_loss_rises_and_keeps_the_bes
 
 def test_a_dora_adapter_trains_and_merges_to_the_same_answers(settings, store, codeword_file, tokenizer):
     dataset = save_codewords(settings, store, codeword_file, tokenizer)
-    job = train_now(settings, store, dataset, quick_spec(method="dora", max_steps=3, target_modules="attention"), name="codewords-dora")
+    job = train_now(settings, store, dataset, quick_spec(method="dora", max_steps=2, target_modules="attention"), name="codewords-dora")
     adapter = store.adapter(job.adapter_id)
     assert adapter.method == "dora" and json.loads((adapter.path / "adapter_config.json").read_text())["use_dora"] is True
     merge_job = run_artifact_now(settings, store, "merge", {"adapter_id": adapter.id, "dtype": "float32"})

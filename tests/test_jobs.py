@@ -60,33 +60,28 @@ def dataset(settings, store, codeword_file, tokenizer):
     return save_codewords(settings, store, codeword_file, tokenizer, validation_fraction=0.0)
 
 
-def test_two_queued_jobs_run_one_after_the_other_and_succeed(settings, store, dataset, worker):
-    first = submit(settings, store, dataset, "first", max_steps=2)
+def test_queued_jobs_run_one_at_a_time_in_order_and_a_running_one_can_be_cancelled(settings, store, dataset, worker, bundled_dir):
+    first = submit(settings, store, dataset, "long", max_steps=500, save_steps=100)
     second = submit(settings, store, dataset, "second", max_steps=2)
     assert (store.queue_position(first.id), store.queue_position(second.id)) == (1, 2)
+    wait_for(lambda: store.job(first.id).step >= 2)
+    assert store.job(second.id).state == "queued"  # one job at a time
+    cancel_job(store, first.id)
     wait_for(lambda: store.job(second.id).state in FINISHED)
     first, second = store.job(first.id), store.job(second.id)
-    assert (first.state, second.state) == ("succeeded", "succeeded")
+    assert (first.state, second.state) == ("cancelled", "succeeded") and first.step < 500
     assert first.finished <= second.started
     assert [m["step"] for m in store.metrics(second.id)] == [1, 2]
     assert store.adapter(second.adapter_id).status == "complete"
+    # The cancelled job keeps what it learned as a loadable adapter, marked cancelled.
+    stopped = store.adapter(first.adapter_id)
+    assert stopped.status == "cancelled" and "cancelled" in (stopped.path / "README.md").read_text()
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(bundled_dir), stopped.path)
 
 
 def test_a_queued_job_can_be_cancelled_before_it_runs(settings, store, dataset):
     job = submit(settings, store, dataset, "never")
     assert cancel_job(store, job.id).state == "cancelled" and store.queue_position(job.id) is None
-
-
-def test_cancel_of_a_running_job_keeps_a_loadable_adapter(settings, store, dataset, worker, bundled_dir):
-    job = submit(settings, store, dataset, "long", max_steps=500, save_steps=100)
-    wait_for(lambda: store.job(job.id).step >= 2)
-    cancel_job(store, job.id)
-    wait_for(lambda: store.job(job.id).state in FINISHED)
-    job = store.job(job.id)
-    adapter = store.adapter(job.adapter_id)
-    assert job.state == "cancelled" and adapter.status == "cancelled" and job.step < 500
-    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(bundled_dir), adapter.path)
-    assert "cancelled" in (adapter.path / "README.md").read_text()
 
 
 def test_a_worker_killed_mid_job_resumes_from_its_checkpoint(settings, store, dataset, env, tmp_path):

@@ -6,16 +6,17 @@ import httpx
 from conftest import ROOT
 
 
-def test_gradio_serves_uploads_but_no_file_outside_the_studios_own_web_folder(studio_server, settings, models_dir):
-    upload = httpx.post(f"{studio_server}gradio_api/upload", files={"files": ("rows.jsonl", b'{"instruction": "a", "output": "b"}\n')})
+def test_gradio_serves_uploads_but_no_file_outside_the_studios_own_web_folder(studio_without_worker, settings, models_dir):
+    url = studio_without_worker
+    upload = httpx.post(f"{url}gradio_api/upload", files={"files": ("rows.jsonl", b'{"instruction": "a", "output": "b"}\n')})
     uploaded = upload.json()[0]
     assert "/adapter-studio-web-" in uploaded, uploaded
-    served = httpx.get(f"{studio_server}gradio_api/file={uploaded}")
+    served = httpx.get(f"{url}gradio_api/file={uploaded}")
     assert served.status_code == 200 and b'"instruction"' in served.content  # the route works: what follows is refused, not broken
 
     for path in (settings.db_path, settings.home / "queue.db", models_dir / "SmolLM2-135M-Instruct" / "config.json",
                  ROOT / "README.md", "/etc/passwd"):
-        response = httpx.get(f"{studio_server}gradio_api/file={path}")
+        response = httpx.get(f"{url}gradio_api/file={path}")
         assert response.status_code in (403, 404), (path, response.status_code)
 
 
