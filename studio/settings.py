@@ -27,6 +27,7 @@ SETTINGS = [
     Setting("STUDIO_AUTH", "", "Login: 'user:password' pairs separated by commas, or the path of a file with one pair per line. Empty means no login."),
     Setting("STUDIO_QUEUE", "", "Job queue: empty for a SQLite queue file under STUDIO_HOME, or a redis://HOST:PORT/DB URL for many workers."),
     Setting("STUDIO_MAX_UPLOAD_MB", "200", "Largest file, in megabytes, that can be uploaded or checked."),
+    Setting("STUDIO_TRUST_CODE_OF", "", "Model folders or hub ids, separated by commas, whose own code may run when they load (trust_remote_code). Only for models whose authors you trust."),
     Setting("STUDIO_CHAT_MEMORY_MB", "4096", "Memory, in megabytes, that the Chat tab may fill with base models; the least recently used is unloaded beyond it."),
 ]
 
@@ -41,6 +42,7 @@ class Settings:
     queue: str
     max_upload_mb: int
     chat_memory_mb: int
+    trust_code_of: tuple[str, ...]
 
     @property
     def db_path(self) -> Path:
@@ -70,6 +72,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue=value["STUDIO_QUEUE"],
         max_upload_mb=_positive_int(value, "STUDIO_MAX_UPLOAD_MB"),
         chat_memory_mb=_positive_int(value, "STUDIO_CHAT_MEMORY_MB"),
+        trust_code_of=tuple(ref.strip() for ref in value["STUDIO_TRUST_CODE_OF"].split(",") if ref.strip()),
     )
     for folder in (settings.home, settings.models_dir, settings.datasets_dir):
         folder.mkdir(parents=True, exist_ok=True)

@@ -51,13 +51,17 @@ def test_folder_with_pickle_weights_is_refused(tmp_path, models_dir):
         resolve_model(str(tmp_path), models_dir)
 
 
-def test_folder_with_code_needs_trust(tmp_path, models_dir):
-    (tmp_path / "config.json").write_text("{}")
-    save_file({"w": torch.zeros(1)}, tmp_path / "model.safetensors")
-    (tmp_path / "modeling_custom.py").write_text("print('hi')")
-    with pytest.raises(ModelError, match="ships its own code"):
-        resolve_model(str(tmp_path), models_dir)
-    assert resolve_model(str(tmp_path), models_dir, allow_code=True) == tmp_path
+def test_folder_with_code_needs_trust(tmp_path, models_dir, monkeypatch):
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
+    model = tmp_path / "custom"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    save_file({"w": torch.zeros(1)}, model / "model.safetensors")
+    (model / "modeling_custom.py").write_text("print('hi')")
+    with pytest.raises(ModelError, match="ships its own code.*STUDIO_TRUST_CODE_OF"):
+        resolve_model(str(model), models_dir)
+    monkeypatch.setenv("STUDIO_TRUST_CODE_OF", f"someone/else, {model}")
+    assert resolve_model(str(model), models_dir) == model
 
 
 def test_nonsense_reference_is_explained(models_dir):
