@@ -4,7 +4,7 @@ do it, record the artifact, exit. `python -m jobs.run --job-id N` dispatches her
 import logging
 from pathlib import Path
 
-from studio.errors import StudioError
+from jobs.reporting import record_failure
 from studio.evaluate import evaluate_adapter
 from studio.export import check_prompts, merge_adapter, mix_adapters, mixed_dataset_hash
 from studio.models import resolve_model
@@ -33,14 +33,8 @@ def run_artifact_job(settings: Settings, store: Store, job_id: int) -> bool:
         store.update_job(job_id, state="cancelled", finished=now())
         log.info("Job %d cancelled", job_id)
         return True
-    except StudioError as error:
-        log.error("Job %d failed: %s", job_id, error)
-        store.update_job(job_id, state="failed", error=str(error), finished=now())
-        return False
     except Exception as error:
-        log.exception("Job %d failed unexpectedly", job_id)
-        store.update_job(job_id, state="failed", finished=now(),
-                         error=f"The {job.kind} job stopped on an unexpected error ({type(error).__name__}: {error}). The job log has the details.")
+        record_failure(store, job_id, error, f"The {job.kind} job")
         return False
     store.update_job(job_id, state="succeeded", finished=now())
     log.info("Job %d succeeded", job_id)

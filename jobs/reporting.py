@@ -2,7 +2,8 @@
 
 import logging
 
-from studio.store import Store
+from studio.errors import StudioError
+from studio.store import Store, now
 
 log = logging.getLogger("studio.job")
 
@@ -27,3 +28,15 @@ class StoreReporter:
 
     def should_stop(self) -> bool:
         return bool(self.store.job(self.job_id).cancel_requested)
+
+
+def record_failure(store: Store, job_id: int, error: Exception, what: str) -> None:
+    """Mark a job failed: a StudioError with its own message; anything else as unexpected, its
+    traceback in the job's log. Call it from the `except` block that caught `error`."""
+    if isinstance(error, StudioError):
+        log.error("Job %d failed: %s", job_id, error)
+        message = str(error)
+    else:
+        log.exception("Job %d failed unexpectedly", job_id)
+        message = f"{what} stopped on an unexpected error ({type(error).__name__}: {error}). The job log has the details."
+    store.update_job(job_id, state="failed", error=message, finished=now())

@@ -13,9 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from jobs.reporting import StoreReporter
+from jobs.reporting import StoreReporter, record_failure
 from studio.data import load_records
-from studio.errors import StudioError
 from studio.models import resolve_model
 from studio.registry import adapter_folder
 from studio.settings import Settings, load_settings
@@ -47,14 +46,8 @@ def run_job(settings: Settings, store: Store, job_id: int) -> TrainResult | None
         if checkpoint:
             store.drop_metrics_after(job_id, checkpoint_step(checkpoint))
         result = train(inputs, work_dir, adapter_folder(settings.home, job_id, job.name), StoreReporter(store, job_id))
-    except StudioError as error:
-        log.error("Job %d failed: %s", job_id, error)
-        store.update_job(job_id, state="failed", error=str(error), finished=now())
-        return None
     except Exception as error:
-        log.exception("Job %d failed unexpectedly", job_id)
-        store.update_job(job_id, state="failed", finished=now(),
-                         error=f"Training stopped on an unexpected error ({type(error).__name__}: {error}). The job log has the details.")
+        record_failure(store, job_id, error, "Training")
         return None
     adapter = store.add_adapter(
         name=job.name, job_id=job_id, path=result.adapter_dir, base_model=job.base_model, dataset_hash=dataset.content_hash,

@@ -4,7 +4,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.data import split_indices
+from studio.data import validation_size
 from studio.health import HealthWarning, evaluation_warnings, training_warnings
 from studio.store import JobRecord, Store
 
@@ -64,7 +64,7 @@ def _holds_out_rows(store: Store, job: JobRecord) -> bool:
     if job.kind != "train" or job.dataset_id is None:
         return False
     dataset = store.dataset(job.dataset_id)
-    return bool(split_indices(dataset.rows, dataset.validation_fraction, dataset.split_seed)[1])
+    return validation_size(dataset.rows, dataset.validation_fraction) > 0
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

@@ -285,7 +285,11 @@ def split_indices(rows: int, validation_fraction: float, seed: int) -> tuple[lis
     """
     order = list(range(rows))
     random.Random(seed).shuffle(order)
-    size = max(MIN_VALIDATION_ROWS, round(rows * validation_fraction)) if validation_fraction > 0 else 0
-    if rows < 2 * size:
-        size = 0
+    size = validation_size(rows, validation_fraction)
     return sorted(order[size:]), sorted(order[:size])
+
+
+def validation_size(rows: int, validation_fraction: float) -> int:
+    """How many rows split_indices holds out, without drawing them."""
+    size = max(MIN_VALIDATION_ROWS, round(rows * validation_fraction)) if validation_fraction > 0 else 0
+    return 0 if rows < 2 * size else size

@@ -16,10 +16,10 @@ def parse_sweep(text: str) -> dict[str, list[str]]:
     """'rank=8,16; learning_rate=1e-4,2e-4' (or one FIELD=V1,V2 per line) as {field: values}."""
     grid: dict[str, list[str]] = {}
     for part in filter(None, (p.strip() for p in text.replace("\n", ";").split(";"))):
-        field, _, values = part.partition("=")
+        field, equals, values = part.partition("=")
         field = field.strip().replace("-", "_")
         choices = [v.strip() for v in values.split(",") if v.strip()]
-        if not _ or not choices:
+        if not equals or not choices:
             raise SpecError(f"Write each swept setting as NAME=VALUE1,VALUE2 (for example rank=8,16), not '{part}'.")
         if field in grid:
             raise SpecError(f"'{field}' appears twice in the sweep; give all its values once, separated by commas.")
