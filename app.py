@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from jobs.lifetime import die_with_parent
+from jobs.remote_store import start_store_server, uses_redis
 from studio.errors import StudioError
 from studio.models import prepare_bundled_model
 from studio.settings import auth_pairs, load_settings
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     if host not in LOOPBACK and not auth:
         logging.warning("The studio listens on %s with no login: anyone who can reach it can use it. "
                         "Set STUDIO_AUTH (see the README) before listening on other addresses.", host)
+    if uses_redis(settings):
+        start_store_server(store, settings.queue)  # workers report through Redis; this app writes the store
     if not args.no_worker:
         start_worker()
     web_files = private_web_folder()

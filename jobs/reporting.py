@@ -30,6 +30,14 @@ class StoreReporter:
         return bool(self.store.job(self.job_id).cancel_requested)
 
 
+class FollowerReporter(StoreReporter):
+    """A multi-GPU job's other processes: they record nothing (the first process does) but honour cancel."""
+
+    def started(self, total_steps: int) -> None: ...
+
+    def metrics(self, step: int, values: dict) -> None: ...
+
+
 def record_failure(store: Store, job_id: int, error: Exception, what: str) -> None:
     """Mark a job failed: a StudioError with its own message; anything else as unexpected, its
     traceback in the job's log. Call it from the `except` block that caught `error`."""

@@ -5,15 +5,19 @@
 Training jobs run here; evaluate, merge and mix jobs run jobs.artifact_run's recipe.
 Runs by hand too, without Huey. The exit code is 0 when the job reached a final state
 (succeeded, cancelled) and 1 when it failed; the store always says which and why.
+A multi-GPU job runs this in one process per GPU (see jobs.launch); the first process (rank 0)
+alone records to the store and saves the adapter.
 """
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
 
-from jobs.reporting import StoreReporter, record_failure
+from jobs.remote_store import RemoteStore, open_store
+from jobs.reporting import FollowerReporter, StoreReporter, record_failure
 from studio.data import load_records
 from studio.models import resolve_model
 from studio.registry import adapter_folder
@@ -29,19 +33,15 @@ def job_folder(settings: Settings, job_id: int) -> Path:
     return settings.home / "jobs" / str(job_id)
 
 
-def run_job(settings: Settings, store: Store, job_id: int) -> TrainResult | None:
+def run_job(settings: Settings, store: Store | RemoteStore, job_id: int) -> TrainResult | None:
     """Train job `job_id` to the end, recording the outcome in the store; None when it failed."""
+    if not is_leader():
+        return _follow(settings, store, job_id)
     job = store.job(job_id)
     work_dir = job_folder(settings, job_id)
     store.update_job(job_id, state="running", started=job.started or now(), error=None)
     try:
-        dataset = store.dataset(job.dataset_id)
-        inputs = TrainInputs(
-            spec=TrainSpec.from_dict(job.spec), name=job.name, base_model=job.base_model,
-            base_dir=resolve_model(job.base_model, settings.models_dir), records=load_records(dataset.path),
-            template=dataset.template, validation_fraction=dataset.validation_fraction, split_seed=dataset.split_seed,
-            dataset_hash=dataset.content_hash,
-        )
+        inputs = train_inputs(settings, store, job)
         checkpoint = latest_checkpoint(work_dir)
         if checkpoint:
             store.drop_metrics_after(job_id, checkpoint_step(checkpoint))
@@ -50,13 +50,39 @@ def run_job(settings: Settings, store: Store, job_id: int) -> TrainResult | None
         record_failure(store, job_id, error, "Training")
         return None
     adapter = store.add_adapter(
-        name=job.name, job_id=job_id, path=result.adapter_dir, base_model=job.base_model, dataset_hash=dataset.content_hash,
+        name=job.name, job_id=job_id, path=result.adapter_dir, base_model=job.base_model, dataset_hash=inputs.dataset_hash,
         method=inputs.spec.method, spec=job.spec, summary=result.summary(), status="cancelled" if result.cancelled else "complete",
         parent_id=None,
     )
     store.update_job(job_id, state="cancelled" if result.cancelled else "succeeded", adapter_id=adapter.id, finished=now())
     log.info("Job %d %s: adapter %d in %s", job_id, "cancelled" if result.cancelled else "succeeded", adapter.id, result.adapter_dir)
     return result
+
+
+def train_inputs(settings: Settings, store: Store | RemoteStore, job) -> TrainInputs:
+    dataset = store.dataset(job.dataset_id)
+    return TrainInputs(
+        spec=TrainSpec.from_dict(job.spec), name=job.name, base_model=job.base_model,
+        base_dir=resolve_model(job.base_model, settings.models_dir), records=load_records(dataset.path),
+        template=dataset.template, validation_fraction=dataset.validation_fraction, split_seed=dataset.split_seed,
+        dataset_hash=dataset.content_hash,
+    )
+
+
+def is_leader() -> bool:
+    """True in a single-process job and in the first process of a multi-GPU one."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _follow(settings: Settings, store: Store | RemoteStore, job_id: int) -> TrainResult | None:
+    """A multi-GPU job's other processes: train their share, record nothing (rank 0 does)."""
+    job = store.job(job_id)
+    try:
+        return train(train_inputs(settings, store, job), job_folder(settings, job_id), adapter_folder(settings.home, job_id, job.name),
+                     FollowerReporter(store, job_id))
+    except Exception:
+        log.exception("Job %d failed in this process", job_id)
+        return None
 
 
 def quiet_libraries() -> None:
@@ -77,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     quiet_libraries()
     settings = load_settings()
-    store = Store(settings.db_path)
+    store = open_store(settings)
     if store.job(args.job_id).kind != "train":
         from jobs.artifact_run import run_artifact_job
 

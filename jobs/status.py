@@ -1,8 +1,11 @@
 """A job as the Jobs tab and the CLI show it: progress, time left, loss curve, log tail."""
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+
+from jobs.tasks import STALE_AFTER_SECONDS
 
 from studio.data import validation_size
 from studio.health import HealthWarning, evaluation_warnings, training_warnings
@@ -72,3 +75,23 @@ def log_tail(path: Path, lines: int = 40) -> str:
         return ""
     with open(path, errors="replace") as log:
         return "".join(deque(log, maxlen=lines))
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    id: str  # host:pid
+    device: str
+    state: str  # idle, busy, stopped, or lost: no heartbeat for STALE_AFTER_SECONDS
+    job_id: int | None
+    seconds_since_heartbeat: float
+
+
+def worker_statuses(store: Store) -> list[WorkerStatus]:
+    """Every worker that ever joined this studio, with what it does now; a silent one is `lost`
+    (its running job, if any, is resumed by another worker)."""
+    statuses = []
+    for row in store.workers():
+        silent = time.time() - (row["heartbeat"] or 0)
+        state = "lost" if row["state"] != "stopped" and silent > STALE_AFTER_SECONDS else row["state"]
+        statuses.append(WorkerStatus(row["id"], row["device"] or "", state, row["job_id"] if state == "busy" else None, silent))
+    return statuses

@@ -1,22 +1,26 @@
 """Queue tasks. Each receives only a job id and runs the work in a child process, so a crash,
-an out-of-memory kill or a cancel never takes the worker down and always frees memory."""
+an out-of-memory kill or a cancel never takes the worker down and always frees memory.
+
+The store is reached through `open_store`: the SQLite file, or the studio app's store through
+Redis when the queue is Redis (workers on other machines never open the database).
+"""
 
 import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from huey import crontab
-
+from jobs.launch import child_command
 from jobs.lifetime import die_with_parent
 from jobs.queue import huey
+from jobs.remote_store import RemoteStore, open_store
 from jobs.run import job_folder
+from studio.errors import JobError
 from studio.settings import load_settings
-from studio.store import JobRecord, Store
+from studio.store import JobRecord, Store, now
 
 HEARTBEAT_SECONDS = 2
 STALE_AFTER_SECONDS = 30
@@ -27,7 +31,7 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 @huey.task()
 def train_job(job_id: int) -> None:
     """Train in a child process; a success with validation rows queues its evaluation."""
-    store = Store(load_settings().db_path)
+    store = open_store(load_settings())
     if _run_in_child(store, job_id):
         evaluate_after_training(store, job_id)
 
@@ -35,31 +39,43 @@ def train_job(job_id: int) -> None:
 @huey.task()
 def artifact_job(job_id: int) -> None:
     """Evaluate, merge or mix in a child process: never inside the web server."""
-    _run_in_child(Store(load_settings().db_path), job_id)
+    _run_in_child(open_store(load_settings()), job_id)
 
 
-def _run_in_child(store: Store, job_id: int) -> bool:
-    """Run `python -m jobs.run --job-id N` with a heartbeat; True when the job succeeded."""
+def _run_in_child(store: Store | RemoteStore, job_id: int) -> bool:
+    """Run the job's child process with a heartbeat; True when the job succeeded."""
     settings = load_settings()
-    if store.job(job_id).state not in ("queued", "interrupted"):
+    if not store.claim_job(job_id, WORKER_ID, time.time()):
         return False  # cancelled while it waited, or already taken by another worker
-    store.update_job(job_id, state="running", worker=WORKER_ID, heartbeat=time.time(), cancel_requested=0)
+    try:
+        command = child_command(store.job(job_id))
+    except JobError as error:
+        store.update_job(job_id, state="failed", error=str(error), finished=now())
+        return False
+    store.record_worker(WORKER_ID, state="busy", job_id=job_id)
     folder = job_folder(settings, job_id)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "train.log", "a") as log:
-        child = subprocess.Popen([sys.executable, "-m", "jobs.run", "--job-id", str(job_id)], cwd=ROOT,
-                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: die_with_parent(signal.SIGKILL))
+        log.write(f"Running on worker {WORKER_ID}\n")
+        log.flush()
+        child = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                 preexec_fn=lambda: die_with_parent(signal.SIGKILL))
         while child.poll() is None:
             store.update_job(job_id, heartbeat=time.time())
             time.sleep(HEARTBEAT_SECONDS)
-    if child.returncode < 0 and store.job(job_id).state == "running":
+    store.record_worker(WORKER_ID, state="idle", job_id=None)
+    job = store.job(job_id)
+    if child.returncode < 0 and job.state == "running":
         name = signal.Signals(-child.returncode).name
         store.update_job(job_id, state="interrupted", error=f"The job's process was stopped by {name} "
                          "(often: memory ran out). Finished checkpoints are kept: press Resume to continue.")
-    return store.job(job_id).state == "succeeded"
+    elif child.returncode and job.state == "running":  # it could not even record its own failure
+        store.update_job(job_id, state="failed", error=f"The job's process ended with exit code {child.returncode} "
+                         f"before it could report. The log ({folder / 'train.log'}) has the details.")
+    return job.state == "succeeded"
 
 
-def evaluate_after_training(store: Store, job_id: int) -> JobRecord | None:
+def evaluate_after_training(store: Store | RemoteStore, job_id: int) -> JobRecord | None:
     """Queue the evaluation of a finished job's adapter when its dataset held rows out for validation."""
     job = store.job(job_id)
     adapter = store.adapter(job.adapter_id)
@@ -68,14 +84,14 @@ def evaluate_after_training(store: Store, job_id: int) -> JobRecord | None:
     return enqueue(store, "evaluate", f"evaluate {adapter.name}", adapter.base_model, {"adapter_id": adapter.id})
 
 
-def enqueue(store: Store, kind: str, name: str, base_model: str, spec: dict) -> JobRecord:
+def enqueue(store: Store | RemoteStore, kind: str, name: str, base_model: str, spec: dict) -> JobRecord:
     """Record an evaluate, merge or mix job and put it on the queue."""
     job = store.add_job(kind=kind, name=name, dataset_id=None, base_model=base_model, spec=json.dumps(spec))
     store.update_job(job.id, task_id=artifact_job(job.id).id)
     return store.job(job.id)
 
 
-def find_orphans(store: Store) -> list[int]:
+def find_orphans(store: Store | RemoteStore) -> list[JobRecord]:
     """Running jobs whose worker is gone: its heartbeat stopped, or its process on this host died."""
     host = socket.gethostname()
     orphans = []
@@ -83,7 +99,7 @@ def find_orphans(store: Store) -> list[int]:
         worker_host, _, pid = (job.worker or ":").partition(":")
         dead_here = worker_host == host and pid.isdigit() and not _alive(int(pid))
         if dead_here or (job.heartbeat or 0) < time.time() - STALE_AFTER_SECONDS:
-            orphans.append(job.id)
+            orphans.append(job)
     return orphans
 
 
@@ -97,23 +113,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def mark_orphans_interrupted(store: Store) -> list[int]:
-    orphans = find_orphans(store)
-    for job_id in orphans:
-        store.update_job(job_id, state="interrupted", error="Its worker stopped while it ran. It resumes from its last checkpoint.")
-    return orphans
+def resume_orphans(store: Store | RemoteStore) -> list[int]:
+    """Mark the jobs of vanished workers interrupted and put them back on the queue, to resume from
+    their last complete checkpoint on whichever worker is free; returns their ids."""
+    resumed = []
+    for job in find_orphans(store):
+        if store.interrupt_job(job.id, job.heartbeat, f"Its worker ({job.worker}) stopped while it ran. "
+                               "It resumes from its last checkpoint."):
+            resume(store, job.id)
+            resumed.append(job.id)
+    return resumed
 
 
-def resume(store: Store, job_id: int) -> None:
+def resume(store: Store | RemoteStore, job_id: int) -> None:
     """Put an interrupted job back on the queue; it continues from its last complete checkpoint."""
     store.update_job(job_id, state="queued", error=None, finished=None)
     task = train_job if store.job(job_id).kind == "train" else artifact_job
     store.update_job(job_id, task_id=task(job_id).id)
-
-
-@huey.periodic_task(crontab(minute="*"))
-def resume_orphans() -> None:
-    """Every minute: a job whose worker disappeared is resumed by a worker that is alive."""
-    store = Store(load_settings().db_path)
-    for job_id in mark_orphans_interrupted(store):
-        resume(store, job_id)

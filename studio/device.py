@@ -1,5 +1,6 @@
 """Automatic device choice: CUDA when present, else CPU; bf16 where the hardware has it."""
 
+import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,6 +16,11 @@ class Device:
     @property
     def cuda(self) -> bool:
         return self.name == "cuda"
+
+    @property
+    def target(self) -> str:
+        """Where this process's tensors go: in a multi-GPU job each process has its own GPU (LOCAL_RANK)."""
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if self.cuda else self.name
 
 
 def pick_device() -> Device:

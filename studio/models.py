@@ -211,9 +211,9 @@ def load_base_model(model_dir: Path, *, quantize_4bit: bool, device, dtype=None)
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16 if device.bf16 else torch.float32, bnb_4bit_quant_storage=torch.bfloat16,
         )
-        options["device_map"] = {"": device.name}
+        options["device_map"] = {"": device.target}
     try:
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), **options)
     except (OSError, ValueError) as error:
         raise ModelError(f"Could not load the model in '{model_dir}': {error}") from None
-    return model if quantize_4bit else model.to(device.name)
+    return model if quantize_4bit else model.to(device.target)

@@ -14,6 +14,7 @@ METHODS = ["lora", "qlora", "dora", "rslora"]
 TARGET_PRESETS = ["attention", "all-linear"]
 SCHEDULERS = ["cosine", "linear", "constant"]
 OPTIMIZERS = ["adamw_torch", "adamw_8bit", "paged_adamw_8bit"]
+MULTI_GPU = ["ddp", "fsdp"]
 
 
 def setting(default, help: str, minimum=None, maximum=None, choices=None):
@@ -46,6 +47,9 @@ class TrainSpec:
     save_steps: int = setting(25, "Save a checkpoint every this many steps, so a crash loses little.", 1, 100_000)
     early_stopping_patience: int = setting(0, "Stop when the validation loss has not improved for this many checkpoints, and keep the best one. "
                                               "0 turns it off. Needs validation rows; with it on, a checkpoint is evaluated at least ten times a run.", 0, 100)
+    gpus: int = setting(1, "GPUs this job trains on at once. More than 1 needs a worker that holds that many (python -m jobs.worker --gpu 0,1).", 1, 64)
+    multi_gpu: str = setting("ddp", "How several GPUs share the work: 'ddp' gives each a whole copy of the model (LoRA and QLoRA); "
+                                    "'fsdp' splits the model across them, for models too big for one GPU (LoRA, DoRA, rsLoRA).", choices=MULTI_GPU)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -68,6 +72,8 @@ class TrainSpec:
                 raise SpecError(f"{label(f.name)} must be one of {', '.join(meta['choices'])}, not '{value}'.")
             if meta["min"] is not None and not meta["min"] <= value <= meta["max"]:
                 raise SpecError(f"{label(f.name)} must be between {meta['min']} and {meta['max']}, not {value}.")
+        if self.gpus > 1 and self.multi_gpu == "fsdp" and self.method == "qlora":
+            raise SpecError("QLoRA trains on several GPUs with 'ddp', not 'fsdp'. Choose ddp, or LoRA to split a model with fsdp.")
         if self.optimizer == "paged_adamw_8bit" and not _cuda():
             raise SpecError("The paged 8-bit optimizer needs a GPU. Choose adamw_torch or adamw_8bit on this machine.")
 

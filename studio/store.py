@@ -149,8 +149,13 @@ def _v7_sweeps(db: sqlite_utils.Database) -> None:
     db["jobs"].add_column("sweep", str)  # the name of the sweep a training job belongs to
 
 
+def _v8_workers(db: sqlite_utils.Database) -> None:
+    db["workers"].create({"id": str, "host": str, "pid": int, "device": str, "state": str, "job_id": int,
+                          "heartbeat": float, "started": str}, pk="id")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
-                                                             _v6_unstopped_answers, _v7_sweeps]
+                                                             _v6_unstopped_answers, _v7_sweeps, _v8_workers]
 
 
 def now() -> str:
@@ -347,6 +352,22 @@ class Store:
     def update_job(self, job_id: int, **fields) -> None:
         self.db["jobs"].update(job_id, fields)
 
+    def claim_job(self, job_id: int, worker: str, heartbeat: float) -> bool:
+        """Mark a queued or interrupted job running on `worker`; False when another worker has it
+        or it was cancelled. One statement, so two workers can never both claim a job."""
+        cursor = self.db.execute("update jobs set state = 'running', worker = ?, heartbeat = ?, cancel_requested = 0 "
+                                 "where id = ? and state in ('queued', 'interrupted')", [worker, heartbeat, job_id])
+        self.db.conn.commit()
+        return cursor.rowcount == 1
+
+    def interrupt_job(self, job_id: int, heartbeat: float | None, error: str) -> bool:
+        """Mark a running job interrupted unless its worker reported since `heartbeat` was read:
+        of two workers that find the same orphan, only one gets True and resumes it."""
+        cursor = self.db.execute("update jobs set state = 'interrupted', error = ? where id = ? and state = 'running' "
+                                 "and heartbeat is ?", [error, job_id, heartbeat])
+        self.db.conn.commit()
+        return cursor.rowcount == 1
+
     def queue_position(self, job_id: int) -> int | None:
         """1 for the next queued job to run; None when the job is not queued."""
         queued = [r["id"] for r in self.db.query("select id from jobs where state = 'queued' order by id")]
@@ -363,6 +384,15 @@ class Store:
     def drop_metrics_after(self, job_id: int, step: int) -> None:
         """Forget metrics past a checkpoint: a resumed run writes them again."""
         self.db["metrics"].delete_where("job_id = ? and step > ?", [job_id, step])
+
+    # workers
+
+    def record_worker(self, worker_id: str, **fields) -> None:
+        """Create or update a worker's row: its device and state when it starts, a heartbeat while it lives."""
+        self.db["workers"].upsert({"id": worker_id, **fields}, pk="id")
+
+    def workers(self) -> list[dict]:
+        return list(self.db["workers"].rows_where(order_by="started"))
 
     # adapters
 

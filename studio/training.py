@@ -117,7 +117,10 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
         stopped_early=not callback.cancelled and state.global_step < state.max_steps, best_step=best_step,
         zero_layers=len(zero_lora_layers(trainer.model)),
     )
-    _save_adapter(trainer.model, tokenizer, inputs, result)
+    # FSDP holds each weight in shards: gathering them is every process's work, saving the first one's.
+    state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
+    if trainer.is_world_process_zero():
+        _save_adapter(trainer.accelerator.unwrap_model(trainer.model), tokenizer, inputs, result, state_dict)
     return result
 
 
@@ -254,12 +257,22 @@ class _StudioCallback(TrainerCallback):
             self.reporter.metrics(state.global_step, {**values, "epoch": state.epoch})
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.reporter.should_stop():
+        if _all_agree_to_stop(self.reporter.should_stop(), self.device):
             self.cancelled = control.should_training_stop = True
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         (folder / COMPLETE_MARKER).write_text(json.dumps(_fingerprint(self.inputs)))
+
+
+def _all_agree_to_stop(stop: bool, device: Device) -> bool:
+    """The processes of a multi-GPU job must stop at the same step, or the others wait forever:
+    a stop seen by any one of them is everyone's."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return stop
+    flag = torch.tensor([int(stop)], device=device.target)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _fingerprint(inputs: TrainInputs) -> dict:
@@ -290,11 +303,11 @@ def _checkpoint_to_resume(work_dir: Path, inputs: TrainInputs) -> Path | None:
     return checkpoint
 
 
-def _save_adapter(model, tokenizer, inputs: TrainInputs, result: TrainResult) -> None:
+def _save_adapter(model, tokenizer, inputs: TrainInputs, result: TrainResult, state_dict: dict | None) -> None:
     target = result.adapter_dir
     staging = target.parent / f".staging-{target.name}"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(str(staging), safe_serialization=True)
+    model.save_pretrained(str(staging), safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(str(staging))
     (staging / "spec.json").write_text(json.dumps({**_fingerprint(inputs), "template": inputs.template}, indent=1))
     (staging / "result.json").write_text(json.dumps({**result.summary(), "cancelled": result.cancelled}, indent=1))

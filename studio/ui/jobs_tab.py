@@ -9,12 +9,13 @@ import pandas as pd
 
 from jobs.control import cancel_job, resume_job
 from jobs.run import job_folder
-from jobs.status import JobStatus, job_status, log_tail
+from jobs.status import JobStatus, job_status, log_tail, worker_statuses
 from studio.settings import Settings
 from studio.store import Store
 from studio.ui.errors import shown_to_user
 
-HEADERS = ["id", "name", "state", "queue", "progress", "created"]
+HEADERS = ["id", "name", "state", "queue", "progress", "worker", "created"]
+WORKER_HEADERS = ["worker", "device", "state", "job", "last heartbeat"]
 REFRESH_SECONDS = 2
 CURVE_COLOURS = {"training loss": "#3b6fd8", "validation loss": "#e8731a"}  # blue, orange
 
@@ -26,7 +27,18 @@ class JobsTab:
 
 
 def job_rows(store: Store) -> list[list]:
-    return [[j.id, j.name, j.state, store.queue_position(j.id) or "", f"{j.step}/{j.total_steps}", j.created] for j in store.jobs()]
+    return [[j.id, j.name, j.state, store.queue_position(j.id) or "", f"{j.step}/{j.total_steps}", j.worker or "", j.created]
+            for j in store.jobs()]
+
+
+def worker_rows(store: Store) -> list[list]:
+    return [[w.id, w.device, w.state, w.job_id or "", _ago(w.seconds_since_heartbeat)] for w in worker_statuses(store)]
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    return f"{seconds / 60:.0f} min ago" if seconds < 5400 else f"{seconds / 3600:.0f} h ago"
 
 
 def job_choices(store: Store) -> list[tuple[str, int]]:
@@ -38,6 +50,8 @@ def progress_html(status: JobStatus) -> str:
     parts = [f"<b>{escape(job.name)}</b> — <span class='studio-state'>{job.state}</span>"]
     if status.queue_position:
         parts.append(f"number {status.queue_position} in the queue")
+    if job.worker and job.state == "running":
+        parts.append(f"on worker {escape(job.worker)}")
     if job.total_steps:
         parts.append(f"step {job.step} of {job.total_steps}")
     if status.epoch is not None:
@@ -69,6 +83,10 @@ def build(settings: Settings, store: Store) -> JobsTab:
         clone = gr.Button("Clone and edit", elem_id="job-clone")
     log = gr.Textbox(label="Log (last lines)", info="What the job reports as it runs; the whole log is train.log in the job's folder.",
                      lines=10, max_lines=10, autoscroll=True, elem_id="job-log")
+    with gr.Accordion("Workers", open=False):
+        gr.Markdown("The processes that run jobs, one job at a time each. A worker silent for more than half a minute is "
+                    "*lost*: its job is resumed from its last checkpoint by another worker.")
+        workers = gr.Dataframe(worker_rows(store), headers=WORKER_HEADERS, interactive=False, elem_id="workers-table")
     timer = gr.Timer(REFRESH_SECONDS)
 
     def details(job_id):
@@ -83,10 +101,11 @@ def build(settings: Settings, store: Store) -> JobsTab:
         """Redraw the loss chart only when it has new points: redrawing restarts its rendering."""
         text, points, tail = details(job_id)
         key = (job_id, 0 if points is None else len(points))
-        return job_rows(store), gr.update(choices=job_choices(store)), text, points if key != drawn else gr.skip(), tail, key
+        return (job_rows(store), worker_rows(store), gr.update(choices=job_choices(store)), text, points if key != drawn else gr.skip(),
+                tail, key)
 
     drawn = gr.State(None)
-    timer.tick(refresh, [job, drawn], [table, job, progress, curve, log, drawn])
+    timer.tick(refresh, [job, drawn], [table, workers, job, progress, curve, log, drawn])
     job.change(details, job, [progress, curve, log])
 
     @shown_to_user
