@@ -7,6 +7,8 @@ from pathlib import Path
 
 from jobs.tasks import STALE_AFTER_SECONDS
 
+FORGET_AFTER_SECONDS = 24 * 3600
+
 from studio.data import validation_size
 from studio.health import HealthWarning, evaluation_warnings, training_warnings
 from studio.store import JobRecord, Store
@@ -87,11 +89,13 @@ class WorkerStatus:
 
 
 def worker_statuses(store: Store) -> list[WorkerStatus]:
-    """Every worker that ever joined this studio, with what it does now; a silent one is `lost`
-    (its running job, if any, is resumed by another worker)."""
+    """The workers of this studio with what they do now; a silent one is `lost` (its running job,
+    if any, is resumed by another worker). Workers gone for more than a day are left out."""
     statuses = []
     for row in store.workers():
         silent = time.time() - (row["heartbeat"] or 0)
         state = "lost" if row["state"] != "stopped" and silent > STALE_AFTER_SECONDS else row["state"]
+        if state in ("stopped", "lost") and silent > FORGET_AFTER_SECONDS:
+            continue
         statuses.append(WorkerStatus(row["id"], row["device"] or "", state, row["job_id"] if state == "busy" else None, silent))
     return statuses

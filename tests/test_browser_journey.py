@@ -4,6 +4,7 @@ Compare, merge, download both, and chat A (base) vs B (adapter) and vote. Each t
 lands in test-artifacts/ (the README's pictures come from here)."""
 
 import json
+import re
 import zipfile
 
 from conftest import CODEWORD_RECORDS, pick, pixels_of_colour, screenshot, set_number, set_slider
@@ -63,6 +64,9 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     curve = page.locator("#job-curve")
     assert pixels_of_colour(curve, CURVE_COLOURS["training loss"]) > 100, "no training loss line"
     assert pixels_of_colour(curve, CURVE_COLOURS["validation loss"]) > 100, "no validation loss line"
+    page.get_by_text("Workers", exact=True).click()  # the studio's own worker, with its device and a fresh heartbeat
+    page.locator("#workers-table").get_by_text("cpu (").wait_for(timeout=10_000)
+    assert re.search(r"(idle|busy)\s+\S*\s*\d+ s ago", page.locator("#workers-table").inner_text())
 
     # The worker evaluates the adapter on the held-out rows by itself (this waits as a user would, in
     # the Jobs tab); Compare then shows base vs adapter.

@@ -153,6 +153,7 @@ def test_the_workers_view_calls_a_silent_worker_lost(store):
     store.record_worker("h:1", host="h", pid=1, device="cpu (2 cores)", state="busy", job_id=7, heartbeat=time.time(), started="1")
     store.record_worker("h:2", host="h", pid=2, device="cuda 0: H100", state="busy", job_id=8, heartbeat=time.time() - 120, started="2")
     store.record_worker("h:3", host="h", pid=3, device="cpu", state="stopped", job_id=None, heartbeat=time.time() - 999, started="3")
+    store.record_worker("h:4", host="h", pid=4, device="cpu", state="busy", job_id=9, heartbeat=time.time() - 2 * 86400, started="4")
     assert [(w.id, w.state, w.job_id) for w in worker_statuses(store)] == [("h:1", "busy", 7), ("h:2", "lost", None), ("h:3", "stopped", None)]
 
 
