@@ -207,6 +207,7 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=device.cuda,
+        ddp_find_unused_parameters=False,  # multi-GPU jobs: every adapter weight takes part in every step
     )
     trainer = SFTTrainer(
         model=model, args=config, processing_class=tokenizer, data_collator=PaddingCollator(tokenizer.pad_token_id),

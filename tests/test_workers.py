@@ -11,6 +11,7 @@ import pytest
 import redis
 import torch
 from conftest import ROOT, free_port, quick_spec, running_studio, save_codewords
+from test_jobs import wait_for
 
 from jobs.control import submit_training
 from jobs.launch import child_command
@@ -42,16 +43,6 @@ def _pings(client) -> bool:
         return client.ping()
     except redis.ConnectionError:
         return False
-
-
-def wait_for(condition, seconds=300, every=0.5):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("condition not met in time")
 
 
 def start_worker(env: dict, log: Path) -> subprocess.Popen:
@@ -99,13 +90,13 @@ def test_two_workers_on_redis_share_four_jobs_and_resume_a_killed_workers_job(st
                 checkpoint = latest_checkpoint(work)
                 return checkpoint is not None and store.job(long.id).step > checkpoint_step(checkpoint)
 
-            wait_for(past_a_checkpoint)
+            wait_for(past_a_checkpoint, seconds=300)
             killed = next(w for w in workers if store.job(long.id).worker.endswith(f":{w.pid}"))
             killed.kill()  # SIGKILL: no clean-up; its training child dies with it
             killed.wait()
             resumed_from = checkpoint_step(latest_checkpoint(work))
             survivor = next(w for w in workers if w is not killed)
-            wait_for(lambda: all(store.job(j.id).state in FINISHED for j in [*jobs, long]))
+            wait_for(lambda: all(store.job(j.id).state in FINISHED for j in [*jobs, long]), seconds=300)
             files_seen.update(f for pid in processes_under(survivor.pid) for f in open_files(pid))
         finally:
             for worker in workers:
