@@ -93,9 +93,11 @@ def test_a_worker_killed_mid_job_resumes_from_its_checkpoint(settings, store, da
         checkpoint = latest_checkpoint(work)
         return checkpoint is not None and store.job(job.id).step > checkpoint_step(checkpoint)
 
-    wait_for(past_a_checkpoint)
-    worker.kill()  # SIGKILL: no clean-up; its training child dies with it
-    worker.wait()
+    try:
+        wait_for(past_a_checkpoint)
+    finally:
+        worker.kill()  # SIGKILL: no clean-up; its training child dies with it
+        worker.wait()
     resumed_from = checkpoint_step(latest_checkpoint(work))
     before_crash = {m["step"]: m["loss"] for m in store.metrics(job.id)}
     assert store.job(job.id).state == "running" and max(before_crash) < 8
