@@ -160,7 +160,9 @@ def total_steps(spec: TrainSpec, train_rows: int) -> int:
 
 def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Path, device: Device, reporter: Reporter):
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
+
+    from studio.trainer import StudioTrainer
 
     spec = inputs.spec
     steps = total_steps(spec, len(train_rows))
@@ -198,14 +200,14 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
         greater_is_better=False if early else None,
         logging_nan_inf_filter=False,  # a NaN loss must be seen, not replaced by the running mean
         include_num_input_tokens_seen="non_padding",
-        train_sampling_strategy="group_by_length",  # rows of similar length together: little padding
+        train_sampling_strategy="group_by_length",  # evaluation batches too: StudioTrainer groups the training ones
         prediction_loss_only=True,
         dataset_kwargs={"skip_prepare_dataset": True},
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=device.cuda,
     )
-    trainer = SFTTrainer(
+    trainer = StudioTrainer(
         model=model, args=config, processing_class=tokenizer, data_collator=PaddingCollator(tokenizer.pad_token_id),
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
         callbacks=[_StudioCallback(reporter, inputs, device)] + ([EarlyStoppingCallback(spec.early_stopping_patience)] if early else []),
