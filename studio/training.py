@@ -20,6 +20,7 @@ import torch
 from transformers import AutoTokenizer, EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from studio import token_cache
 from studio.batching import PaddingCollator
 from studio.data import split_indices
 from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
@@ -31,6 +32,7 @@ from studio.spec import TrainSpec
 
 log = logging.getLogger("studio.training")
 COMPLETE_MARKER = "studio-complete.json"
+ENCODED_CACHE = ".encoded"  # beside the work folders: every job of a studio shares the tokenised datasets
 MODEL_CARD = Path(__file__).resolve().parent.parent / "templates" / "model_card.md"
 
 
@@ -82,6 +84,8 @@ class TrainResult:
 def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Reporter) -> TrainResult:
     """Train an adapter and save it to `adapter_dir`; resume from work_dir's last complete checkpoint.
 
+    The dataset's token ids are cached by content in work_dir's parent (ENCODED_CACHE), for the next job on it.
+
     Raises SpecError for data or settings that cannot train, JobError when a checkpoint
     was made with other settings or data.
     """
@@ -91,7 +95,7 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     tokenizer = AutoTokenizer.from_pretrained(str(inputs.base_dir))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    train_rows, validation_rows = _encode_split(inputs, tokenizer)
+    train_rows, validation_rows = _encode_split(inputs, tokenizer, work_dir.parent / ENCODED_CACHE)
     resume_from = _checkpoint_to_resume(work_dir, inputs)
     model = _adapter_model(inputs, device)
     trainer = _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir, device, reporter)
@@ -121,13 +125,20 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     return result
 
 
-def _encode_split(inputs: TrainInputs, tokenizer) -> tuple[list[dict], list[dict]]:
-    template = get_template(inputs.template)
-    train_ids, validation_ids = split_indices(len(inputs.records), inputs.validation_fraction, inputs.split_seed)
-    rows = [render(r, template, tokenizer) for r in inputs.records]
+def _encode_split(inputs: TrainInputs, tokenizer, cache_dir: Path) -> tuple[list[dict], list[dict]]:
     spec = inputs.spec
-    train_rows = encode([rows[i] for i in train_ids], tokenizer, spec.max_length, spec.responses_only)
-    validation_rows = encode([rows[i] for i in validation_ids], tokenizer, spec.max_length, spec.responses_only)
+    key = token_cache.cache_key(inputs.base_dir, inputs.dataset_hash, inputs.template, spec.max_length, spec.responses_only,
+                                inputs.validation_fraction, inputs.split_seed)
+    cached = token_cache.load(cache_dir, key)
+    if cached:
+        train_rows, validation_rows = cached
+    else:
+        template = get_template(inputs.template)
+        train_ids, validation_ids = split_indices(len(inputs.records), inputs.validation_fraction, inputs.split_seed)
+        rows = [render(r, template, tokenizer) for r in inputs.records]
+        train_rows = encode([rows[i] for i in train_ids], tokenizer, spec.max_length, spec.responses_only)
+        validation_rows = encode([rows[i] for i in validation_ids], tokenizer, spec.max_length, spec.responses_only)
+        token_cache.save(cache_dir, key, train_rows, validation_rows)
     if not train_rows:
         raise SpecError("No training rows are left: every answer is cut away at this maximum length. Raise the maximum length.")
     return train_rows, validation_rows
