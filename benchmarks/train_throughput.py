@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.instructions import instruction_records
+from studio.data import content_hash
 from studio.device import memory_mb, pick_device
 from studio.models import bundled_model_dir, load_tokenizer, prepare_bundled_model
 from studio.prompts import encode, get_template, render
@@ -123,7 +124,7 @@ def train_studio(records, base_dir: Path, adapter_dir: Path, method: str, args) 
                                 "batch_size": args.batch_size, "max_length": args.max_length, "learning_rate": 2e-4,
                                 "warmup_ratio": 0.0, "scheduler": "linear", "save_steps": 100_000})
     inputs = TrainInputs(spec=spec, name="benchmark", base_model="bundled", base_dir=base_dir, records=records, template="alpaca",
-                         validation_fraction=0.0, split_seed=0, dataset_hash="benchmark")
+                         validation_fraction=0.0, split_seed=0, dataset_hash=content_hash(records))
     result = train(inputs, args.folder / f"work-{method}", adapter_dir, Quiet())
     return {"steps": result.steps, "seconds": result.train_seconds, "real_tokens": result.tokens, "computed_tokens": result.computed_tokens}
 
