@@ -20,6 +20,7 @@ import torch
 from transformers import AutoTokenizer, EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from studio import token_cache
 from studio.batching import PaddingCollator
 from studio.data import split_indices
 from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
@@ -31,6 +32,7 @@ from studio.spec import TrainSpec
 
 log = logging.getLogger("studio.training")
 COMPLETE_MARKER = "studio-complete.json"
+ENCODED_CACHE = ".encoded"  # beside the work folders: every job of a studio shares the tokenised datasets
 MODEL_CARD = Path(__file__).resolve().parent.parent / "templates" / "model_card.md"
 
 
@@ -82,6 +84,8 @@ class TrainResult:
 def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Reporter) -> TrainResult:
     """Train an adapter and save it to `adapter_dir`; resume from work_dir's last complete checkpoint.
 
+    The dataset's token ids are cached by content in work_dir's parent (ENCODED_CACHE), for the next job on it.
+
     Raises SpecError for data or settings that cannot train, JobError when a checkpoint
     was made with other settings or data.
     """
@@ -91,7 +95,7 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     tokenizer = AutoTokenizer.from_pretrained(str(inputs.base_dir))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    train_rows, validation_rows = _encode_split(inputs, tokenizer)
+    train_rows, validation_rows = _encode_split(inputs, tokenizer, work_dir.parent / ENCODED_CACHE)
     resume_from = _checkpoint_to_resume(work_dir, inputs)
     model = _adapter_model(inputs, device)
     trainer = _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir, device, reporter)
@@ -124,13 +128,20 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     return result
 
 
-def _encode_split(inputs: TrainInputs, tokenizer) -> tuple[list[dict], list[dict]]:
-    template = get_template(inputs.template)
-    train_ids, validation_ids = split_indices(len(inputs.records), inputs.validation_fraction, inputs.split_seed)
-    rows = [render(r, template, tokenizer) for r in inputs.records]
+def _encode_split(inputs: TrainInputs, tokenizer, cache_dir: Path) -> tuple[list[dict], list[dict]]:
     spec = inputs.spec
-    train_rows = encode([rows[i] for i in train_ids], tokenizer, spec.max_length, spec.responses_only)
-    validation_rows = encode([rows[i] for i in validation_ids], tokenizer, spec.max_length, spec.responses_only)
+    key = token_cache.cache_key(inputs.base_dir, inputs.dataset_hash, inputs.template, spec.max_length, spec.responses_only,
+                                inputs.validation_fraction, inputs.split_seed)
+    cached = token_cache.load(cache_dir, key)
+    if cached:
+        train_rows, validation_rows = cached
+    else:
+        template = get_template(inputs.template)
+        train_ids, validation_ids = split_indices(len(inputs.records), inputs.validation_fraction, inputs.split_seed)
+        rows = [render(r, template, tokenizer) for r in inputs.records]
+        train_rows = encode([rows[i] for i in train_ids], tokenizer, spec.max_length, spec.responses_only)
+        validation_rows = encode([rows[i] for i in validation_ids], tokenizer, spec.max_length, spec.responses_only)
+        token_cache.save(cache_dir, key, train_rows, validation_rows)
     if not train_rows:
         raise SpecError("No training rows are left: every answer is cut away at this maximum length. Raise the maximum length.")
     return train_rows, validation_rows
@@ -163,7 +174,9 @@ def total_steps(spec: TrainSpec, train_rows: int) -> int:
 
 def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Path, device: Device, reporter: Reporter):
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
+
+    from studio.trainer import StudioTrainer
 
     spec = inputs.spec
     steps = total_steps(spec, len(train_rows))
@@ -201,7 +214,7 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
         greater_is_better=False if early else None,
         logging_nan_inf_filter=False,  # a NaN loss must be seen, not replaced by the running mean
         include_num_input_tokens_seen="non_padding",
-        train_sampling_strategy="group_by_length",  # rows of similar length together: little padding
+        train_sampling_strategy="group_by_length",  # evaluation batches too: StudioTrainer groups the training ones
         prediction_loss_only=True,
         dataset_kwargs={"skip_prepare_dataset": True},
         report_to="none",
@@ -209,7 +222,7 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
         dataloader_pin_memory=device.cuda,
         ddp_find_unused_parameters=False,  # multi-GPU jobs: every adapter weight takes part in every step
     )
-    trainer = SFTTrainer(
+    trainer = StudioTrainer(
         model=model, args=config, processing_class=tokenizer, data_collator=PaddingCollator(tokenizer.pad_token_id),
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
         callbacks=[_StudioCallback(reporter, inputs, device)] + ([EarlyStoppingCallback(spec.early_stopping_patience)] if early else []),

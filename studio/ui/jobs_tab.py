@@ -59,7 +59,7 @@ def progress_html(status: JobStatus) -> str:
     if status.seconds_left is not None:
         parts.append(f"about {max(1, round(status.seconds_left / 60))} min left" if status.seconds_left >= 60 else f"about {round(status.seconds_left)} s left")
     if status.tokens_per_second:
-        parts.append(f"{status.tokens_per_second:.0f} tokens/s")
+        parts.append(f"{status.tokens_per_second:.0f} real tokens/s (padding not counted)")
     if status.utilisation:
         parts.append(f"about {status.utilisation:.0%} of this machine's compute in use")
     bar = f"<progress value='{status.fraction:.3f}' max='1' style='width:100%'></progress>"

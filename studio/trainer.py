@@ -1,0 +1,109 @@
+"""The SFTTrainer the studio runs: logits only where a loss is taken, and batches of similar lengths.
+
+A causal LM's head projects every position onto the whole vocabulary (49k columns for SmolLM2),
+yet only answer tokens carry a label: prompt and padding positions are thrown away after the
+most expensive matrix product of the step. TRL's own fused head skips them only on Triton
+devices; on a CPU it scores every position, in 512 MB tiles, and recomputes them backward.
+Here the backbone runs to its hidden states, the positions whose next-token label is not -100
+are picked, and only those go through the head and the cross-entropy, a chunk of positions at a
+time, the gradient taken in the same pass: the same loss, a fraction of the work, and no
+[positions, vocabulary] tensor kept for the backward pass.
+"""
+
+import math
+
+import torch
+from trl import SFTTrainer
+
+from studio.batching import LengthGroupedSampler
+
+CHUNK = 1024  # positions per head projection: about 200 MB of float32 logits at a 49k vocabulary
+
+
+def answer_loss(model, inputs: dict[str, torch.Tensor], num_items_in_batch=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean next-token cross-entropy over labelled positions, as the model's own loss computes it.
+
+    Returns the loss (summed, divided by `num_items_in_batch` when given, else by the count of
+    labelled tokens), the count of labelled tokens and how many of them the model ranks first.
+    """
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft injects LoRA in place
+    hidden = causal_lm.base_model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                  use_cache=False).last_hidden_state
+    targets = inputs["labels"][:, 1:]
+    keep = targets != -100
+    weight = causal_lm.get_output_embeddings().weight
+    grads = (torch.is_grad_enabled() and hidden.requires_grad, torch.is_grad_enabled() and weight.requires_grad)
+    summed, correct = _HeadCrossEntropy.apply(hidden[:, :-1][keep], weight, targets[keep], grads)
+    count = keep.sum()
+    divisor = count if num_items_in_batch is None else num_items_in_batch
+    return summed / torch.as_tensor(divisor, device=summed.device).clamp(min=1), count, correct
+
+
+class _HeadCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of `hidden @ weight.T` against `targets`, chunk by chunk, with the
+    gradient computed in the forward pass: the loss is the last operation of a step, so only
+    the gradients (the size of `hidden` and of `weight`) wait for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, grads):
+        summed = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        correct = torch.zeros((), dtype=torch.long, device=hidden.device)
+        grad_hidden = torch.zeros_like(hidden) if grads[0] else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if grads[1] else None
+        chunks = max(1, math.ceil(len(targets) / CHUNK))  # of equal sizes: a sliver of a few rows multiplies less exactly
+        start = 0
+        for h, t in zip(hidden.tensor_split(chunks), targets.tensor_split(chunks)):
+            log_probs = (h @ weight.t()).float().log_softmax(-1)
+            picked = log_probs.gather(1, t[:, None])
+            summed -= picked.sum()
+            correct += (log_probs.argmax(-1) == t).sum()
+            if grads[0] or grads[1]:
+                grad = log_probs.exp_()  # softmax minus the one-hot target: the logits' gradient
+                grad[torch.arange(len(t), device=t.device), t] -= 1
+                if grad_hidden is not None:
+                    grad_hidden[start:start + len(t)] = (grad.to(weight.dtype) @ weight).to(hidden.dtype)
+                if grad_weight is not None:
+                    grad_weight += grad.t() @ h.float()
+            start += len(t)
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        ctx.mark_non_differentiable(correct)
+        return summed, correct
+
+    @staticmethod
+    def backward(ctx, grad_summed, grad_correct):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return (None if grad_hidden is None else grad_hidden * grad_summed.to(grad_hidden.dtype),
+                None if grad_weight is None else (grad_weight * grad_summed).to(ctx.weight_dtype), None, None)
+
+
+def plain_head(model) -> bool:
+    """Whether the model's logits are its head's output as is (no bias, soft-capping or scaling), as answer_loss assumes."""
+    config = model.config.get_text_config()
+    head = model.get_output_embeddings()
+    return getattr(head, "bias", None) is None and all(
+        getattr(config, name, None) in (None, 1.0) for name in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+
+
+class StudioTrainer(SFTTrainer):
+    """SFTTrainer whose loss scores the labelled positions only (where the model's head is plain),
+    and whose training batches come from the studio's LengthGroupedSampler. It logs TRL's token
+    accuracy and tokens seen; not the entropy, which would take one more pass over the logits."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        return LengthGroupedSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs or not plain_head(self.model):  # full logits wanted, or a head answer_loss does not reproduce
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        mode = "train" if self.model.training else "eval"
+        loss, count, correct = answer_loss(model, inputs, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as TRL does: DDP averages gradients
+        self._metrics[mode]["mean_token_accuracy"].append(float(correct / count.clamp(min=1)))
+        if mode == "train":
+            self._total_train_tokens += int(inputs["attention_mask"].sum())
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return loss
