@@ -96,7 +96,9 @@ class StudioTrainer(SFTTrainer):
         return LengthGroupedSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if return_outputs or not plain_head(self.model):  # full logits wanted, or a head answer_loss does not reproduce
+        # Full logits wanted, a head answer_loss does not reproduce, or a model wrapped for several devices (DDP, FSDP,
+        # DataParallel), whose forward must run through the wrapper for the gradients to be shared.
+        if return_outputs or model is not self.model or not plain_head(self.model):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
         loss, count, correct = answer_loss(model, inputs, num_items_in_batch)

@@ -183,3 +183,18 @@ def test_a_two_gpu_job_trains_through_accelerate(settings, store, codeword_file,
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     job = store.job(job.id)
     assert job.state == "succeeded" and store.adapter(job.adapter_id).summary["steps"] == 4
+
+
+def test_a_job_in_two_processes_records_once_from_the_first(settings, store, codeword_file, tokenizer):
+    """The multi-GPU path on CPU: two processes (torchrun, gloo) train one job as DDP does; the first
+    alone records to the store and saves the adapter, and both finish."""
+    dataset = save_codewords(settings, store, codeword_file, tokenizer, validation_fraction=0.0)
+    job = store.add_job(kind="train", name="two-processes", dataset_id=dataset.id, base_model="bundled",
+                        spec=quick_spec(gpus=2, max_steps=2).to_json())
+    env = {**os.environ, "STUDIO_HOME": str(settings.home), "STUDIO_MODELS_DIR": str(settings.models_dir), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "jobs.run", "--job-id", str(job.id)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    job = store.job(job.id)
+    assert job.state == "succeeded" and len(store.adapters()) == 1
+    assert [m["step"] for m in store.metrics(job.id)] == [1, 2] and done.stdout.count("Job 1 succeeded") == 1
