@@ -1,4 +1,5 @@
-"""Jobs on the real Huey queue with a real worker process: order, cancel, crash and resume."""
+"""Jobs on the real Huey queue with a real worker process: order, cancel, and the embedded worker's lifetime
+(a killed worker's job resuming from its checkpoint: tests/test_workers.py)."""
 
 import os
 import subprocess
@@ -12,7 +13,6 @@ from transformers import AutoModelForCausalLM
 
 from jobs.control import cancel_job, submit_training
 from studio.store import FINISHED
-from studio.training import checkpoint_step, latest_checkpoint
 
 
 @pytest.fixture
@@ -82,41 +82,6 @@ def test_queued_jobs_run_one_at_a_time_in_order_and_a_running_one_can_be_cancell
 def test_a_queued_job_can_be_cancelled_before_it_runs(settings, store, dataset):
     job = submit(settings, store, dataset, "never")
     assert cancel_job(store, job.id).state == "cancelled" and store.queue_position(job.id) is None
-
-
-def test_a_worker_killed_mid_job_resumes_from_its_checkpoint(settings, store, dataset, env, tmp_path):
-    job = submit(settings, store, dataset, "crash", max_steps=8, save_steps=3)
-    worker = start_worker(env, tmp_path)
-    work = settings.home / "jobs" / str(job.id)
-
-    def past_a_checkpoint():
-        checkpoint = latest_checkpoint(work)
-        return checkpoint is not None and store.job(job.id).step > checkpoint_step(checkpoint)
-
-    try:
-        wait_for(past_a_checkpoint)
-    finally:
-        worker.kill()  # SIGKILL: no clean-up; its training child dies with it
-        worker.wait()
-    resumed_from = checkpoint_step(latest_checkpoint(work))
-    before_crash = {m["step"]: m["loss"] for m in store.metrics(job.id)}
-    assert store.job(job.id).state == "running" and max(before_crash) < 8
-
-    restarted = start_worker(env, tmp_path, "restarted")
-    try:
-        wait_for(lambda: store.job(job.id).state in FINISHED)
-    finally:
-        restarted.terminate()
-        restarted.wait(timeout=30)
-    job = store.job(job.id)
-    assert job.state == "succeeded", job.error
-    assert f"Resuming from {work / 'checkpoints' / f'checkpoint-{resumed_from}'}" in (work / "train.log").read_text()
-    losses = {m["step"]: m["loss"] for m in store.metrics(job.id)}
-    assert sorted(losses) == list(range(1, 9))
-    # The resumed run continued where it stopped: the steps it redid after the checkpoint
-    # have the losses they had before the crash (same weights, data order and random state).
-    redone = [step for step in before_crash if step > resumed_from]
-    assert redone and [round(losses[s], 3) for s in redone] == [round(before_crash[s], 3) for s in redone]
 
 
 def test_the_embedded_worker_stops_with_the_studio_even_when_it_is_killed(env, tmp_path):

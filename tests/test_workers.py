@@ -95,6 +95,7 @@ def test_two_workers_on_redis_share_four_jobs_and_resume_a_killed_workers_job(st
             killed.kill()  # SIGKILL: no clean-up; its training child dies with it
             killed.wait()
             resumed_from = checkpoint_step(latest_checkpoint(work))
+            before_crash = {m["step"]: m["loss"] for m in store.metrics(long.id)}
             survivor = next(w for w in workers if w is not killed)
             wait_for(lambda: all(store.job(j.id).state in FINISHED for j in [*jobs, long]), seconds=300)
             files_seen.update(f for pid in processes_under(survivor.pid) for f in open_files(pid))
@@ -112,6 +113,11 @@ def test_two_workers_on_redis_share_four_jobs_and_resume_a_killed_workers_job(st
     log = (work / "train.log").read_text()
     assert f"Resuming from {work / 'checkpoints' / f'checkpoint-{resumed_from}'}" in log
     assert store.adapter(long.adapter_id).summary["steps"] == 6
+    # The resumed run continued where it stopped: the steps it redid after the checkpoint have the
+    # losses they had before the crash (same weights, data order and random state).
+    losses = {m["step"]: m["loss"] for m in store.metrics(long.id)}
+    redone = [step for step in before_crash if step > resumed_from]
+    assert redone and [round(losses[s], 3) for s in redone] == [round(before_crash[s], 3) for s in redone]
     # The workers never opened the database: the app wrote everything they reported.
     assert files_seen and not any("studio.db" in f for f in files_seen)
     states = {w.id: w.state for w in worker_statuses(store)}
