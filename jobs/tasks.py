@@ -17,6 +17,7 @@ from jobs.launch import child_command
 from jobs.lifetime import die_with_parent
 from jobs.queue import huey
 from jobs.remote_store import RemoteStore, open_store
+from jobs.reporting import record_failure
 from jobs.run import job_folder
 from studio.errors import JobError
 from studio.settings import load_settings
@@ -50,7 +51,7 @@ def _run_in_child(store: Store | RemoteStore, job_id: int) -> bool:
     try:
         command = child_command(store.job(job_id))
     except JobError as error:
-        store.update_job(job_id, state="failed", error=str(error), finished=now())
+        record_failure(store, job_id, error, "The job")
         return False
     store.record_worker(WORKER_ID, state="busy", job_id=job_id)
     folder = job_folder(settings, job_id)
@@ -70,8 +71,8 @@ def _run_in_child(store: Store | RemoteStore, job_id: int) -> bool:
         store.update_job(job_id, state="interrupted", error=f"The job's process was stopped by {name} "
                          "(often: memory ran out). Finished checkpoints are kept: press Resume to continue.")
     elif child.returncode and job.state == "running":  # it could not even record its own failure
-        store.update_job(job_id, state="failed", error=f"The job's process ended with exit code {child.returncode} "
-                         f"before it could report. The log ({folder / 'train.log'}) has the details.")
+        store.update_job(job_id, state="failed", finished=now(), error=f"The job's process ended with exit code "
+                         f"{child.returncode} before it could report. The log ({folder / 'train.log'}) has the details.")
     return job.state == "succeeded"
 
 
