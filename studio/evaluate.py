@@ -52,8 +52,11 @@ def exact_match(candidate: str, reference: str) -> bool:
 
 
 def adapter_dataset(store: Store, adapter: AdapterRecord) -> DatasetRecord:
-    """The saved dataset an adapter was trained on, found by its content hash."""
-    dataset = store.find_dataset_by_hash(adapter.dataset_hash) if adapter.dataset_hash else None
+    """The saved dataset, and so the split, an adapter was trained on: its training job's, else the first with its rows."""
+    job = store.job(adapter.job_id) if adapter.job_id else None
+    dataset = store.dataset(job.dataset_id) if job and job.kind == "train" and job.dataset_id else None
+    if dataset is None or dataset.content_hash != adapter.dataset_hash:
+        dataset = store.find_dataset_by_hash(adapter.dataset_hash) if adapter.dataset_hash else None
     if dataset is None:
         raise EvaluationError(f"The data adapter '{adapter.name}' was trained on is not saved in this studio (or it mixes "
                               "adapters trained on different data), so there are no validation rows to measure it on.")

@@ -154,8 +154,15 @@ def _v8_workers(db: sqlite_utils.Database) -> None:
                           "heartbeat": float, "started": str}, pk="id")
 
 
+def _v9_datasets_share_rows(db: sqlite_utils.Database) -> None:
+    """Several datasets may hold the same rows (under other names or splits): the content hash is no longer unique."""
+    db.execute("drop index if exists idx_datasets_content_hash")
+    db["datasets"].create_index(["content_hash"], index_name="idx_datasets_content")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
-                                                             _v6_unstopped_answers, _v7_sweeps, _v8_workers]
+                                                             _v6_unstopped_answers, _v7_sweeps, _v8_workers,
+                                                             _v9_datasets_share_rows]
 
 
 def now() -> str:
@@ -302,13 +309,18 @@ class Store:
     # datasets
 
     def add_dataset(self, **fields) -> DatasetRecord:
-        """Insert a dataset row, or update the settings of the row with the same content hash."""
+        """Insert a dataset row, or return the saved one with the same rows, name, split and template.
+
+        A saved dataset never changes: adapters were trained, and are evaluated, on its split.
+        The same rows under another name or split become a dataset of their own.
+        """
         fields = {**fields, "mapping": json.dumps(fields["mapping"]), "path": str(fields["path"])}
-        existing = self.find_dataset_by_hash(fields["content_hash"])
         with self.db.atomic():
-            if existing:
-                self.db["datasets"].update(existing.id, {k: v for k, v in fields.items() if k != "created"})
-                return self.dataset(existing.id)
+            same = list(self.db["datasets"].rows_where(
+                "content_hash = ? and name = ? and validation_fraction = ? and split_seed = ? and template = ?",
+                [fields[k] for k in ("content_hash", "name", "validation_fraction", "split_seed", "template")], limit=1))
+            if same:
+                return DatasetRecord.from_row(same[0])
             table = self.db["datasets"].insert({**fields, "created": now()})
             return self.dataset(table.last_pk)
 
@@ -319,7 +331,8 @@ class Store:
             raise NotFound(f"There is no saved dataset with id {dataset_id}. Pick one from the list of saved datasets.") from None
 
     def find_dataset_by_hash(self, content_hash: str) -> DatasetRecord | None:
-        rows = list(self.db["datasets"].rows_where("content_hash = ?", [content_hash]))
+        """The first dataset saved with these rows."""
+        rows = list(self.db["datasets"].rows_where("content_hash = ?", [content_hash], order_by="id", limit=1))
         return DatasetRecord.from_row(rows[0]) if rows else None
 
     def find_dataset(self, ref: str) -> DatasetRecord:

@@ -92,13 +92,16 @@ def test_multi_turn_chat_cannot_use_the_alpaca_template(tokenizer):
         inspect(tokenizer, "chat_messages.jsonl", template="alpaca")
 
 
-def test_same_content_saved_twice_is_stored_once(tokenizer, settings, store):
+def test_saving_the_same_rows_again_never_changes_the_saved_dataset(tokenizer, settings, store):
     report = inspect(tokenizer, "problems.jsonl")
     first = save_dataset(store, settings.datasets_dir, report, name="support", drop={"duplicate"})
-    again = save_dataset(store, settings.datasets_dir, report, name="support v2", drop={"duplicate"})
-    assert first.id == again.id and len(store.datasets()) == 1 and again.name == "support v2"
-    assert len(load_records(again.path)) == first.rows == 6
-    assert list(settings.datasets_dir.iterdir()) == [first.path]
+    assert save_dataset(store, settings.datasets_dir, report, name="support", drop={"duplicate"}) == first  # same settings: reused
+    renamed = save_dataset(store, settings.datasets_dir, report, name="support v2", drop={"duplicate"})
+    resplit = save_dataset(store, settings.datasets_dir, report, name="support", drop={"duplicate"}, validation_fraction=0.2)
+    assert len({first.id, renamed.id, resplit.id}) == 3 and len(store.datasets()) == 3
+    assert store.dataset(first.id) == first and (first.name, first.validation_fraction) == ("support", 0.05)
+    assert renamed.path == resplit.path == first.path and len(load_records(first.path)) == first.rows == 6
+    assert list(settings.datasets_dir.iterdir()) == [first.path]  # the rows are stored once
 
 
 def test_saved_datasets_survive_a_restart(tokenizer, settings):
