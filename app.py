@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from jobs.lifetime import die_with_parent
@@ -17,6 +16,7 @@ from studio.errors import StudioError
 from studio.models import prepare_bundled_model
 from studio.settings import auth_pairs, load_settings
 from studio.store import Store
+from studio.webfiles import make_web_folder, sweep_downloads
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -50,20 +50,29 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_worker:
         start_worker()
     web_files = private_web_folder()
+    stop_on_signals()
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no usage data leaves the machine (read when gradio is imported)
     from studio.ui import CSS, build_app  # gradio loads slowly: import it once the checks above passed
 
-    app = build_app(settings, store, model_dir, web_files / "downloads")
+    downloads = web_files / "downloads"
+    sweep_downloads(downloads)
+    app = build_app(settings, store, model_dir, downloads)
     app.queue(default_concurrency_limit=4)
+    port = args.port or settings.port
     app.launch(
         server_name=host,
-        server_port=args.port or settings.port,
+        server_port=port,
         auth=auth or None,
         share=False,
         max_file_size=settings.max_upload_bytes,
         blocked_paths=[str(settings.home)],
         css=CSS,
         footer_links=[],
+        quiet=True,  # Gradio's own start-up lines suggest a public share link, which the studio never makes
+        prevent_thread_lock=True,
     )
+    logging.info("Adapter Studio is running at http://%s:%d (stop it with Ctrl-C).", host, port)
+    app.block_thread()
     return 0
 
 
@@ -71,11 +80,22 @@ def private_web_folder() -> Path:
     """A folder of this studio's own (mode 0700) for uploads and download zips, removed on exit.
 
     Gradio serves files from nowhere else: not STUDIO_HOME, not the models, not other apps' uploads.
+    Folders that crashed studios left behind are removed first.
     """
-    folder = Path(tempfile.mkdtemp(prefix="adapter-studio-web-"))
+    folder = make_web_folder()
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
     return folder
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop the studio as Ctrl-C (SIGINT) does, so that its exit handlers run:
+    the web folder is removed and the worker stopped. Python's default for SIGTERM skips them."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, interrupt)
 
 
 def start_worker() -> None:

@@ -28,7 +28,7 @@ CSS = """
 
 
 def build_app(settings: Settings, store: Store, model_dir: Path, downloads_dir: Path) -> gr.Blocks:
-    with gr.Blocks(title="Adapter Studio") as app:
+    with gr.Blocks(title="Adapter Studio", analytics_enabled=False) as app:
         gr.Markdown("# Adapter Studio\nFine-tune open language models on your own examples, by clicking.")
         with gr.Tabs() as tabs:
             with gr.Tab("Data", id="data"):
