@@ -31,6 +31,7 @@ DEFAULT_MAX_LENGTH = 512
 EXAMPLE_DATASET = Path(__file__).resolve().parent.parent / "examples" / "library_helpdesk.jsonl"
 DEFAULT_VALIDATION_FRACTION = 0.05
 MIN_VALIDATION_ROWS = 5
+PREVIEW_ROWS = 5  # rendered examples shown at a time
 
 EMAIL = r"[\w.+-]+@[\w-]+\.[A-Za-z]{2,}"
 PHONE = r"(?<![\w+])\+?(?:\d{1,3}[ .-]?)?\(?\d{2,4}\)?[ .-]\d{3,4}[ .-]?\d{3,4}(?![\w])"
@@ -99,6 +100,22 @@ class DataReport:
         return {"ok": True, "file": self.file_name, "rows": self.usable_rows, "total_rows": len(self.records),
                 "format": self.format, "shape": self.shape, "mapping": self.mapping, "template": self.template,
                 "max_length": self.max_length, "errors": [], "warnings": [i.as_dict() for i in self.issues]}
+
+
+def ignored_columns(report: DataReport) -> list[str]:
+    """The file's columns that no role reads: their contents are not trained on."""
+    used = set(report.mapping.values())
+    return [column for column in report.columns if column not in used]
+
+
+def preview_rows(report: DataReport, drop: set[str], show: str = "", start: int = 1, limit: int = PREVIEW_ROWS) -> list[int]:
+    """0-based indices of the rows to preview from row `start` (1-based) on: the rows that will be used,
+    or, when `show` names a kind of problem, the rows flagged with it (dropped or not)."""
+    if show:
+        candidates = [r - 1 for issue in report.issues if issue.kind == show for r in issue.rows]
+    else:
+        candidates = report.kept_indices(drop)
+    return [i for i in candidates if i >= start - 1][:limit]
 
 
 def detect_mapping(columns: list[str]) -> dict[str, str]:

@@ -145,7 +145,8 @@ def _read_excel(path: Path, name: str, fmt: str) -> Table:
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except Exception as error:
-        raise DataError(f"{name} is not a readable Excel .xlsx workbook ({error}). Open it in Excel and save it as .xlsx.") from None
+        raise DataError(f"{name} is not a readable Excel .xlsx workbook ({_reason(error, path, name)}). "
+                        "Open it in Excel and save it as .xlsx.") from None
     lines = [row for row in workbook.worksheets[0].iter_rows(values_only=True) if any(v not in (None, "") for v in row)]
     workbook.close()
     if not lines:
@@ -163,5 +164,11 @@ def _read_parquet(path: Path, name: str, fmt: str) -> Table:
     try:
         table = pyarrow.parquet.read_table(path)
     except Exception as error:
-        raise DataError(f"{name} is not a readable Parquet file ({error}).") from None
+        raise DataError(f"{name} is not a readable Parquet file ({_reason(error, path, name)}). "
+                        "Write it again from the tool that made it (for example pandas' to_parquet).") from None
     return Table(fmt, table.column_names, table.to_pylist())
+
+
+def _reason(error: Exception, path: Path, name: str) -> str:
+    """A library's error text with the file named as the user knows it, not by the server's temporary path."""
+    return str(error).replace(str(path), name).replace(str(path.resolve()), name)

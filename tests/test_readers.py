@@ -73,3 +73,14 @@ def test_uploaded_temp_file_is_named_by_its_original_name(tmp_path):
     path.write_text("")
     with pytest.raises(DataError, match="^mine.csv is empty"):
         read_table(path, LIMIT, name="mine.csv")
+
+
+@pytest.mark.parametrize("suffix, kind", [(".parquet", "Parquet"), (".xlsx", "Excel")])
+def test_a_corrupt_binary_file_is_named_by_its_own_name_never_the_servers_path(tmp_path, suffix, kind):
+    stored = tmp_path / "upload-7f3a" / f"tmpx9{suffix}"
+    stored.parent.mkdir()
+    stored.write_bytes(b"PAR1 this is not really a table at all" * 10)
+    with pytest.raises(DataError) as refused:
+        read_table(stored, LIMIT, f"customers{suffix}")
+    message = str(refused.value)
+    assert message.startswith(f"customers{suffix} is not a readable {kind}") and str(tmp_path) not in message and "tmpx9" not in message

@@ -11,6 +11,7 @@ from studio.store import Store
 from studio.spec import TrainSpec
 from studio.ui import chat_tab, compare_tab, data_tab, download_tab, jobs_tab, merge_tab, train_tab
 from studio.ui.errors import shown_to_user
+from studio.ui.refresh import on_show
 
 CSS = """
 .studio-error {border-left: 4px solid #d33; background: #fdf0f0; padding: 8px 12px; border-radius: 4px;}
@@ -31,11 +32,11 @@ def build_app(settings: Settings, store: Store, model_dir: Path, downloads_dir: 
     with gr.Blocks(title="Adapter Studio", analytics_enabled=False) as app:
         gr.Markdown("# Adapter Studio\nFine-tune open language models on your own examples, by clicking.")
         with gr.Tabs() as tabs:
-            with gr.Tab("Data", id="data"):
-                data_tab.build(settings, store, model_dir)
+            with gr.Tab("Data", id="data") as data_page:
+                data_tab.build(settings, store, model_dir, data_page)
             with gr.Tab("Train", id="train") as train_page:
                 train = train_tab.build(settings, store, train_page)
-            with gr.Tab("Jobs", id="jobs"):
+            with gr.Tab("Jobs", id="jobs") as jobs_page:
                 jobs = jobs_tab.build(settings, store)
             with gr.Tab("Compare", id="compare") as compare_page:
                 compare_tab.build(store, compare_page)
@@ -45,6 +46,7 @@ def build_app(settings: Settings, store: Store, model_dir: Path, downloads_dir: 
                 download_tab.build(store, download_page, downloads_dir)
             with gr.Tab("Chat", id="chat") as chat_page:
                 chat_tab.build(settings, store, ModelServer(settings.chat_memory_mb), chat_page)
+        on_show(jobs_page, lambda job_id: gr.update(choices=jobs_tab.job_choices(store), value=job_id), jobs.job, jobs.job)
         train.start_event.success(lambda job_id: (gr.Tabs(selected="jobs"), gr.update(choices=jobs_tab.job_choices(store), value=job_id)),
                                   train.started_job, [tabs, jobs.job])
 

@@ -11,6 +11,7 @@ from studio.models import BUNDLED_NAME
 from studio.settings import Settings
 from studio.store import Store
 from studio.ui.errors import shown_to_user
+from studio.ui.refresh import on_show
 from studio.votes import WINNERS, record_vote, win_rates
 
 VOTE_HEADERS = ["model 1", "model 2", "up to", "votes", "1 wins", "2 wins", "ties", "1 win rate"]
@@ -128,7 +129,7 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
     model_a.input(cleared, None, clear_outputs)
     model_b.input(cleared, None, clear_outputs)
     model_b.change(lambda ref: (gr.Column(visible=bool(ref)), gr.Row(visible=bool(ref))), model_b, [column_b, vote_row])
-    page.select(lambda: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store)),
+    on_show(page, lambda: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store)),
                          vote_rows(store)), None, [model_a, model_b, table])
 
     def vote_for(winner: str):

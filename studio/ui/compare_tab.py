@@ -13,6 +13,7 @@ from studio.store import Store
 from studio.sweeps import sweep_results
 from studio.ui import html
 from studio.ui.errors import shown_to_user
+from studio.ui.refresh import on_show
 
 
 def choices(store: Store) -> list[tuple[str, str]]:
@@ -51,7 +52,7 @@ def build(store: Store, page: gr.Tab) -> None:
     curves = gr.LinePlot(x="step", y="loss", color="series", label="Loss curves", height=320, elem_id="compare-curves")
     answers_view = gr.HTML(elem_id="compare-answers")
 
-    page.select(lambda: (gr.update(choices=choices(store)), gr.update(choices=store.sweeps())), None, [picked, sweep])
+    on_show(page, lambda: (gr.update(choices=choices(store)), gr.update(choices=store.sweeps())), None, [picked, sweep])
 
     @shown_to_user
     def rank(name: str | None):

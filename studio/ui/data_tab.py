@@ -4,15 +4,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.data import DEFAULT_MAX_LENGTH, DROPPABLE_KINDS, EXAMPLE_DATASET, ISSUE_KINDS, DataReport, inspect_file, save_dataset
+from studio.data import (DEFAULT_MAX_LENGTH, DROPPABLE_KINDS, EXAMPLE_DATASET, ISSUE_KINDS, PREVIEW_ROWS, DataReport, inspect_file,
+                         preview_rows, save_dataset)
 from studio.errors import StudioError
 from studio.models import load_tokenizer
 from studio.prompts import templates
 from studio.readers import FORMATS
 from studio.settings import Settings
-from studio.store import Store
+from studio.store import DatasetRecord, Store
 from studio.ui import html
 from studio.ui.errors import shown_to_user
+from studio.ui.refresh import on_show
 
 ROLES = ["instruction", "input", "output", "messages"]
 DATASET_HEADERS = ["id", "name", "rows", "format", "template", "validation %", "saved"]
@@ -26,10 +28,31 @@ START_HERE = """**New here? Five steps from examples to your own model.**
 
 
 def dataset_rows(store: Store) -> list[list]:
-    return [[d.id, d.name, d.rows, d.format, d.template, round(d.validation_fraction * 100), d.created] for d in store.datasets()]
+    return [[d.id, d.name, d.rows, d.format, d.template, round(d.validation_fraction * 100), html.readable_time(d.created)]
+            for d in store.datasets()]
 
 
-def build(settings: Settings, store: Store, model_dir: Path) -> None:
+def saved_note(store: Store, record: DatasetRecord, existed: bool) -> str:
+    """What a save did, in words: a new dataset, or the one already saved with these rows and settings."""
+    held_out = f"{round(record.validation_fraction * 100)} % held out for validation"
+    if existed:
+        note = (f"These rows are already saved as '{record.name}' (dataset {record.id}, {record.rows} rows, {held_out}) "
+                "with the same settings; it is used as it is.")
+    else:
+        note = f"Saved as '{record.name}' (dataset {record.id}, {record.rows} rows, {held_out})."
+        twins = [d for d in store.datasets() if d.content_hash == record.content_hash and d.id != record.id]
+        if twins:
+            note += (" The same rows are also saved as " + ", ".join(f"'{d.name}' (dataset {d.id})" for d in twins)
+                     + ", which stays as it was, with its own split.")
+    return note + " Next: open the Train tab, pick this dataset and press Start training."
+
+
+def preview_choices(report: DataReport | None) -> list[tuple[str, str]]:
+    kinds = [(f"Rows with: {ISSUE_KINDS[i.kind].title.lower()} ({len(i.rows)})", i.kind) for i in report.issues] if report else []
+    return [("Rows that will be used", "")] + kinds
+
+
+def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> None:
     report_state = gr.State(None)
     source = gr.State(None)  # the file being checked: an upload or the example
     with gr.Accordion("Start here", open=True, elem_id="start-here"):
@@ -52,49 +75,69 @@ def build(settings: Settings, store: Store, model_dir: Path) -> None:
     drop = gr.CheckboxGroup([(ISSUE_KINDS[k].title, k) for k in DROPPABLE_KINDS], label="Drop rows with these problems",
                             info="Rows with empty text or broken conversations are always left out.", elem_id="data-drop")
     with gr.Row():
+        shown_rows = gr.Dropdown(preview_choices(None), value="", label="Preview", elem_id="data-preview-show",
+                                 info="Page through the rows that will be used, or look at the rows with one kind of problem.")
+        first_row = gr.Number(1, precision=0, minimum=1, label="From row", elem_id="data-preview-from",
+                              info=f"The preview shows {PREVIEW_ROWS} rows from this row on.")
+        next_rows = gr.Button(f"Next {PREVIEW_ROWS} rows", size="sm", elem_id="data-preview-next")
+    with gr.Row():
         preview = gr.HTML(elem_id="data-preview")
         histogram = gr.HTML(elem_id="data-histogram")
     with gr.Row():
         name = gr.Textbox(label="Dataset name", info="A label for this dataset in the studio.")
         validation = gr.Slider(0, 20, value=5, step=1, label="Held out for validation (%)",
                                info="Rows kept aside to measure the model on examples it did not train on.")
-    save = gr.Button("Save dataset", variant="primary", elem_id="data-save")
+    save = gr.Button("Save dataset", variant="primary", interactive=False, elem_id="data-save")
     saved = gr.HTML(elem_id="data-saved")
-    table = gr.Dataframe(dataset_rows(store), headers=DATASET_HEADERS, interactive=False, label="Saved datasets")
+    table = gr.Dataframe(dataset_rows(store), headers=DATASET_HEADERS, interactive=False, label="Saved datasets", elem_id="data-datasets")
+    on_show(page, lambda: dataset_rows(store), None, table)
 
     def analyse(file, template_name, length, detect, *chosen):
+        """Check the file; whatever was shown for an earlier file (results, a save note, an error) goes."""
+        reset = ["", gr.Button(interactive=False), gr.update(choices=preview_choices(None), value=""), 1]
         if not file:
-            return [None, "", "", "", ""] + [gr.update()] * len(ROLES) + [gr.update()]
+            return [None, "", "", "", ""] + [gr.update()] * len(ROLES) + [gr.update()] + reset
         path = Path(file)
         mapping = None if detect else {role: column for role, column in zip(ROLES, chosen) if column}
         try:
             report = inspect_file(path, load_tokenizer(model_dir), max_bytes=settings.max_upload_bytes, name=path.name,
                                   mapping=mapping, template=template_name or None, max_length=int(length or DEFAULT_MAX_LENGTH))
         except StudioError as error:
-            return [None, html.message(str(error)), "", "", ""] + [gr.update()] * len(ROLES) + [gr.update()]
+            return [None, html.message(str(error)), "", "", ""] + [gr.update()] * len(ROLES) + [gr.update()] + reset
         dropdowns = [gr.update(choices=[("(none)", "")] + [(c, c) for c in report.columns], value=report.mapping.get(role, "")) for role in ROLES]
-        return [report, html.summary(report, set()), html.problems(report), html.preview(report, set()), html.histogram(report)] + dropdowns + [path.stem]
+        return ([report, html.summary(report, set()), html.problems(report), html.preview(report, set(), preview_rows(report, set())),
+                 html.histogram(report)] + dropdowns + [path.stem, "", gr.Button(interactive=True),
+                                                        gr.update(choices=preview_choices(report), value=""), 1])
 
-    outputs = [report_state, status, problems, preview, histogram, *columns, name]
+    outputs = [report_state, status, problems, preview, histogram, *columns, name, saved, save, shown_rows, first_row]
     settings_in = [source, template, max_length, *columns]
     upload.upload(lambda f: f, upload, source).then(lambda f, t, n, *c: analyse(f, t, n, True, *c), settings_in, outputs)
+    upload.clear(lambda: None, None, source).then(lambda f, t, n, *c: analyse(f, t, n, True, *c), settings_in, outputs)
     example.click(lambda: str(EXAMPLE_DATASET), None, source).then(lambda f, t, n, *c: analyse(f, t, n, True, *c), settings_in, outputs)
     for trigger in (recheck.click, template.input, max_length.submit):
         trigger(lambda f, t, n, *c: analyse(f, t, n, False, *c), settings_in, outputs)
 
-    def redraw(report: DataReport | None, kinds: list[str]):
+    def redraw(report: DataReport | None, kinds: list[str], show: str, start: float | None):
         if report is None:
             return gr.update(), gr.update()
-        return html.summary(report, set(kinds)), html.preview(report, set(kinds))
+        return html.summary(report, set(kinds)), html.preview(report, set(kinds), preview_rows(report, set(kinds), show, int(start or 1)))
 
-    drop.change(redraw, [report_state, drop], [status, preview])
+    preview_in = [report_state, drop, shown_rows, first_row]
+    gr.on([drop.change, shown_rows.input, first_row.submit, first_row.blur], redraw, preview_in, [status, preview])
+
+    def after_shown(report: DataReport | None, kinds: list[str], show: str, start: float | None):
+        """The row after the last one shown, so that the preview pages on."""
+        rows = preview_rows(report, set(kinds), show, int(start or 1)) if report else []
+        return rows[-1] + 2 if rows else gr.update()
+
+    next_rows.click(after_shown, preview_in, first_row).then(redraw, preview_in, [status, preview])
 
     @shown_to_user
     def save_current(report: DataReport | None, kinds: list[str], label: str, percent: float):
         if report is None:
             raise StudioError("Upload a data file (or load the example) first; there is nothing to save yet.")
+        before = {d.id for d in store.datasets()}
         record = save_dataset(store, settings.datasets_dir, report, name=label, drop=set(kinds), validation_fraction=percent / 100)
-        note = f"Saved as '{record.name}' (dataset {record.id}, {record.rows} rows)."
-        return html.message(note, ok=True), dataset_rows(store)
+        return html.message(saved_note(store, record, record.id in before), ok=True), dataset_rows(store)
 
     save.click(save_current, [report_state, drop, name, validation], [saved, table])

@@ -14,6 +14,7 @@ from studio.export import export_adapter, export_merged
 from studio.registry import slug
 from studio.store import Store
 from studio.ui.errors import shown_to_user
+from studio.ui.refresh import on_show
 from studio.ui.merge_tab import adapter_choices
 
 def merged_choices(store: Store) -> list[tuple[str, int]]:
@@ -34,7 +35,7 @@ def build(store: Store, page: gr.Tab, downloads: Path) -> None:
             merged_zip = gr.Button("Prepare merged model zip", elem_id="download-merged-zip")
             merged_file = gr.File(label="Merged model zip", interactive=False, elem_id="download-merged-file")
 
-    page.select(lambda: (gr.update(choices=adapter_choices(store)), gr.update(choices=merged_choices(store))), None, [adapter, merged])
+    on_show(page, lambda: (gr.update(choices=adapter_choices(store)), gr.update(choices=merged_choices(store))), None, [adapter, merged])
 
     @shown_to_user
     def zip_adapter(adapter_id):

@@ -1,8 +1,12 @@
 """Small HTML renderers for reports, kept apart from the layout so they stay plain functions."""
 
+from datetime import datetime, timezone
 from html import escape
 
-from studio.data import ISSUE_KINDS, DataReport, length_histogram
+from studio.data import ISSUE_KINDS, DataReport, ignored_columns, length_histogram
+
+SPECIAL_TOKENS_NOTE = ("Text in <|…|> brackets is a special token of the model, not text from your file: "
+                       "<|im_end|> closes each turn, and at the end of an answer it teaches the model where to stop.")
 
 
 def message(text: str, ok: bool = False) -> str:
@@ -12,11 +16,14 @@ def message(text: str, ok: bool = False) -> str:
 def summary(report: DataReport, drop: set[str]) -> str:
     mapping = ", ".join(f"{role} ← <b>{escape(column)}</b>" for role, column in report.mapping.items())
     kept = len(report.kept_indices(drop))
+    unused = ignored_columns(report)
+    ignored = (f"<br>Ignored columns (not trained on): {', '.join(f'<b>{escape(c)}</b>' for c in unused)}. "
+               "Choose them under <i>Column mapping</i> if they hold the instruction, input or answer.") if unused else ""
     return (
         f'<div class="studio-ok"><b>{escape(report.file_name)}</b>: {report.format.upper()} file, '
         f'{"conversations" if report.shape == "chat" else "instruction records"}; columns: {mapping}.<br>'
         f"<b>{kept}</b> of {len(report.records)} rows will be used "
-        f"(template <b>{escape(report.template)}</b>, maximum length {report.max_length} tokens).</div>"
+        f"(template <b>{escape(report.template)}</b>, maximum length {report.max_length} tokens).{ignored}</div>"
     )
 
 
@@ -27,16 +34,32 @@ def problems(report: DataReport) -> str:
     return f'<div class="studio-problems"><b>Problems found</b><ul>{items}</ul></div>'
 
 
-def preview(report: DataReport, drop: set[str], limit: int = 5) -> str:
+def preview(report: DataReport, drop: set[str], rows: list[int]) -> str:
+    """The rendered training examples of `rows` (0-based), each marked when it will be left out."""
+    kept = set(report.kept_indices(drop))
     blocks = []
-    for index in report.kept_indices(drop)[:limit]:
+    for index in rows:
+        note = "" if index in kept else " · <b>left out</b>"
+        if report.segments[index] is None:
+            blocks.append(f'<div class="studio-example"><small>Row {index + 1}{note}</small><pre>This row cannot be used: '
+                          f'its instruction or answer is empty, or its conversation is broken.</pre></div>')
+            continue
         parts = "".join(
             f'<span class="{"studio-response" if s.trained else "studio-prompt"}">{escape(s.text)}</span>'
             for s in report.segments[index]
         )
-        blocks.append(f'<div class="studio-example"><small>Row {index + 1} · {report.token_counts[index]} tokens</small><pre>{parts}</pre></div>')
-    legend = '<p>Grey: the prompt the model reads. <span class="studio-response">Green: the answer it learns to write.</span></p>'
-    return legend + "".join(blocks)
+        blocks.append(f'<div class="studio-example"><small>Row {index + 1} · {report.token_counts[index]} tokens{note}</small>'
+                      f'<pre>{parts}</pre></div>')
+    legend = ('<p>Grey: the prompt the model reads. <span class="studio-response">Green: the answer it learns to write.</span> '
+              f'<small>{escape(SPECIAL_TOKENS_NOTE)}</small></p>')
+    return legend + ("".join(blocks) or "<p>No rows to show from that row on.</p>")
+
+
+def readable_time(iso: str | None) -> str:
+    """A stored UTC timestamp as people read it: 30 Nov 2026, 10:18 UTC."""
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%-d %b %Y, %H:%M UTC")
 
 
 def histogram(report: DataReport) -> str:

@@ -10,6 +10,7 @@ from studio.export import DTYPES
 from studio.store import Store
 from studio.ui import html
 from studio.ui.errors import shown_to_user
+from studio.ui.refresh import on_show
 from studio.ui.jobs_tab import progress_html
 
 MERGED_HEADERS = ["id", "adapter", "precision", "prompts checked", "folder", "created"]
@@ -54,7 +55,7 @@ def build(store: Store, page: gr.Tab) -> None:
     job_id = gr.State(None)
     timer = gr.Timer(2)
 
-    page.select(lambda: (gr.update(choices=adapter_choices(store)), gr.update(choices=adapter_choices(store)), merged_rows(store)),
+    on_show(page, lambda: (gr.update(choices=adapter_choices(store)), gr.update(choices=adapter_choices(store)), merged_rows(store)),
                 None, [adapter, mix_pick, merged])
 
     @shown_to_user

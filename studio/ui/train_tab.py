@@ -21,6 +21,7 @@ from studio.spec import PRESETS, TrainSpec, label, preset
 from studio.store import Store
 from studio.sweeps import parse_sweep, sweep_specs
 from studio.ui.errors import shown_to_user
+from studio.ui.refresh import on_show
 
 ADVANCED = [f for f in dataclasses.fields(TrainSpec) if f.name != "method"]
 
@@ -114,7 +115,7 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
         choices = dataset_choices(store)
         return gr.update(choices=choices, value=current if current is not None or not choices else choices[0][1])
 
-    page.select(refresh_datasets, dataset, dataset).then(describe, inputs, summary).then(
+    on_show(page, refresh_datasets, dataset, dataset).then(describe, inputs, summary).then(
         lambda: gr.update(choices=dataset_choices(store)), None, blend_pick)
 
     def planned_blend(dataset_id, picked, share):
