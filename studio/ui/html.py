@@ -55,6 +55,13 @@ def preview(report: DataReport, drop: set[str], rows: list[int]) -> str:
     return legend + ("".join(blocks) or "<p>No rows to show from that row on.</p>")
 
 
+def file_size(size: int) -> str:
+    """Bytes as people read a file's size: 812 KB, 10.0 MB, 1.2 GB."""
+    if size < 2**20:
+        return f"{max(1, round(size / 2**10))} KB"
+    return f"{size / 2**20:.1f} MB" if size < 2**30 else f"{size / 2**30:.1f} GB"
+
+
 def readable_time(iso: str | None) -> str:
     """A stored UTC timestamp as people read it: 30 Nov 2026, 10:18 UTC."""
     if not iso:
