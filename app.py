@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_signals()
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no usage data leaves the machine (read when gradio is imported)
     from studio.ui import CSS, build_app  # gradio loads slowly: import it once the checks above passed
+    from studio.ui.login import AUTH_MESSAGE, login_guard
 
     downloads = web_files / "downloads"
     sweep_downloads(downloads)
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         server_name=host,
         server_port=port,
         auth=auth or None,
+        auth_message=AUTH_MESSAGE,
+        app_kwargs={"middleware": login_guard()},
         share=False,
         max_file_size=settings.max_upload_bytes,
         blocked_paths=[str(settings.home)],

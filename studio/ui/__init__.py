@@ -30,7 +30,10 @@ CSS = """
 
 def build_app(settings: Settings, store: Store, model_dir: Path, downloads_dir: Path) -> gr.Blocks:
     with gr.Blocks(title="Adapter Studio", analytics_enabled=False) as app:
-        gr.Markdown("# Adapter Studio\nFine-tune open language models on your own examples, by clicking.")
+        with gr.Row():
+            gr.Markdown("# Adapter Studio\nFine-tune open language models on your own examples, by clicking.")
+            if settings.auth:  # signed in: a way out, for a shared or borrowed computer
+                gr.Button("Log out", link="/logout", size="sm", scale=0, min_width=100, elem_id="logout")
         with gr.Tabs() as tabs:
             with gr.Tab("Data", id="data") as data_page:
                 data_tab.build(settings, store, model_dir, data_page)
