@@ -84,9 +84,9 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
         preview = gr.HTML(elem_id="data-preview")
         histogram = gr.HTML(elem_id="data-histogram")
     with gr.Row():
-        name = gr.Textbox(label="Dataset name", info="A label for this dataset in the studio.")
+        name = gr.Textbox(label="Dataset name", info="A label for this dataset in the studio.", elem_id="data-name")
         validation = gr.Slider(0, 20, value=5, step=1, label="Held out for validation (%)",
-                               info="Rows kept aside to measure the model on examples it did not train on.")
+                               info="Rows kept aside to measure the model on examples it did not train on.", elem_id="data-validation")
     save = gr.Button("Save dataset", variant="primary", interactive=False, elem_id="data-save")
     saved = gr.HTML(elem_id="data-saved")
     table = gr.Dataframe(dataset_rows(store), headers=DATASET_HEADERS, interactive=False, label="Saved datasets", elem_id="data-datasets")
