@@ -89,8 +89,9 @@ def build(settings: Settings, store: Store) -> JobsTab:
     log = gr.Textbox(label="Log (last lines)", info="What the job reports as it runs; the whole log is train.log in the job's folder.",
                      lines=10, max_lines=10, autoscroll=True, elem_id="job-log")
     with gr.Accordion("Workers", open=False):
-        gr.Markdown("The processes that run jobs, one job at a time each. A worker silent for more than half a minute is "
-                    "*lost*: its job is resumed from its last checkpoint by another worker.")
+        gr.Markdown("The processes that run jobs, one job at a time each. A worker that stopped in the middle of a job "
+                    "(killed, or stopped with the studio) or is silent for more than half a minute is *lost*: its job is "
+                    "resumed from its last checkpoint by another worker. One that ended idle is *stopped*.")
         workers = gr.Dataframe(worker_rows(store), headers=WORKER_HEADERS, interactive=False, elem_id="workers-table")
     timer = gr.Timer(REFRESH_SECONDS)
 
