@@ -35,7 +35,7 @@ def check_chart(page, chart_id: str, names: list[str], lone: str) -> None:
     items = chart.locator(".legend-item")
     assert items.all_inner_texts() == names
     assert all(inside(items.nth(i).bounding_box(), box) for i in range(items.count())), "a legend entry falls outside the chart"
-    ticks = chart.locator("text.x-tick").all_inner_texts()
+    ticks = chart.locator("text.x-tick").all_text_contents()
     assert ticks and all(t.isdigit() for t in ticks), ticks
     point = chart.locator(f"g[data-series='{lone}'] circle")
     assert point.count() == 1 and inside(point.bounding_box(), box)
@@ -50,7 +50,7 @@ def test_jobs_and_compare_show_labelled_charts_and_only_the_actions_that_apply(v
     page.get_by_role("tab", name="Jobs").click()
     pick(page, "jobs-pick", f"#{qlora_job.id} {qlora_job.name} (succeeded)")
     check_chart(page, "job-curve", ["training loss", "validation loss"], "validation loss")
-    assert page.locator("#job-curve text.x-tick").all_inner_texts() == ["1", "2", "3", "4", "5"]
+    assert page.locator("#job-curve text.x-tick").all_text_contents() == ["1", "2", "3", "4", "5"]
     assert page.locator("#job-cancel").is_disabled() and page.locator("#job-resume").is_disabled()
     page.wait_for_function("() => { const box = document.querySelector('#job-log textarea');"
                            " return box && box.value.includes('log line 120') && box.scrollTop > 0"

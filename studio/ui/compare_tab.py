@@ -37,7 +37,7 @@ def measures_html() -> str:
 
 def build(store: Store, page: gr.Tab) -> None:
     gr.Markdown("Pick two or more adapters, and the base model if you like, to see them side by side. "
-                "Settings that differ are highlighted. Nothing is trained here: it shows what the studio has stored.")
+                "Settings where the adapters differ are highlighted. Nothing is trained here: it shows what the studio has stored.")
     sweep = gr.Dropdown(store.sweeps(), value=None, label="Sweep", elem_id="compare-sweep",
                         info="Pick a sweep to rank its runs, best first, and compare them below.")
     ranking = gr.HTML(elem_id="compare-ranking")
