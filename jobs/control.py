@@ -48,6 +48,16 @@ def submit_mix(store: Store, adapter_ids: list[int], weights: list[float], name:
     return enqueue(store, "mix", name, adapters[0].base_model, {"adapter_ids": [a.id for a in adapters], "weights": weights})
 
 
+def can_cancel(job: JobRecord) -> bool:
+    """Whether Cancel applies: a job not yet finished whose cancel was not already asked for."""
+    return job.state in ("queued", "running", "interrupted") and not job.cancel_requested
+
+
+def can_resume(job: JobRecord) -> bool:
+    """Whether Resume applies: only to an interrupted job."""
+    return job.state == "interrupted"
+
+
 def cancel_job(store: Store, job_id: int) -> JobRecord:
     """A queued job leaves the queue; a running one stops at its next step and keeps a usable adapter."""
     job = store.job(job_id)
@@ -64,7 +74,7 @@ def cancel_job(store: Store, job_id: int) -> JobRecord:
 
 def resume_job(store: Store, job_id: int) -> JobRecord:
     job = store.job(job_id)
-    if job.state != "interrupted":
+    if not can_resume(job):
         raise JobError(f"Only an interrupted job can be resumed; job {job_id} is {job.state}.")
     resume(store, job_id)
     return store.job(job_id)

@@ -45,6 +45,9 @@ def run_job(settings: Settings, store: Store | RemoteStore, job_id: int) -> Trai
         checkpoint = latest_checkpoint(work_dir)
         if checkpoint:
             store.drop_metrics_after(job_id, checkpoint_step(checkpoint))
+        if job.started:  # it ran before and was interrupted
+            store.note_job(job_id, f"resumed at step {checkpoint_step(checkpoint)}, its last checkpoint" if checkpoint
+                           else "started again from step 0: it was interrupted before its first checkpoint")
         result = train(inputs, work_dir, adapter_folder(settings.home, job_id, job.name), StoreReporter(store, job_id))
     except Exception as error:
         record_failure(store, job_id, error, "Training")

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.tasks import STALE_AFTER_SECONDS
-from studio.data import validation_size
 from studio.health import HealthWarning, evaluation_warnings, training_warnings
 from studio.store import JobRecord, Store
 
@@ -36,10 +35,6 @@ def job_status(store: Store, job_id: int) -> JobStatus:
     trained = [m for m in metrics if m["loss"] is not None]
     curve = [{"step": m["step"], "loss": m["loss"], "series": "training loss"} for m in trained]
     evaluated = [{"step": m["step"], "loss": m["eval_loss"], "series": "validation loss"} for m in metrics if m["eval_loss"] is not None]
-    if trained and not evaluated and _holds_out_rows(store, job):
-        # A point with no value names the validation series from the first drawing on: the chart
-        # keeps the series it was first drawn with, and validation points come only later.
-        evaluated = [{"step": trained[0]["step"], "loss": None, "series": "validation loss"}]
     curve += evaluated
     last = trained[-1] if trained else None
     seconds_left = None
@@ -64,13 +59,6 @@ def early_stop_note(summary: dict, spec: dict) -> str | None:
     return kept
 
 
-def _holds_out_rows(store: Store, job: JobRecord) -> bool:
-    if job.kind != "train" or job.dataset_id is None:
-        return False
-    dataset = store.dataset(job.dataset_id)
-    return validation_size(dataset.rows, dataset.validation_fraction) > 0
-
-
 def log_tail(path: Path, lines: int = 40) -> str:
     if not path.exists():
         return ""
@@ -82,7 +70,7 @@ def log_tail(path: Path, lines: int = 40) -> str:
 class WorkerStatus:
     id: str  # host:pid
     device: str
-    state: str  # idle, busy, stopped, or lost: no heartbeat for STALE_AFTER_SECONDS
+    state: str  # idle, busy, stopped, or lost: ended mid-job, or no heartbeat for STALE_AFTER_SECONDS
     job_id: int | None
     seconds_since_heartbeat: float
 

@@ -70,6 +70,7 @@ def _run_in_child(store: Store | RemoteStore, job_id: int) -> bool:
         name = signal.Signals(-child.returncode).name
         store.update_job(job_id, state="interrupted", error=f"The job's process was stopped by {name} "
                          "(often: memory ran out). Finished checkpoints are kept: press Resume to continue.")
+        store.note_job(job_id, f"interrupted at step {job.step}: its process was stopped by {name}")
     elif child.returncode and job.state == "running":  # it could not even record its own failure
         store.update_job(job_id, state="failed", finished=now(), error=f"The job's process ended with exit code "
                          f"{child.returncode} before it could report. The log ({folder / 'train.log'}) has the details.")
@@ -121,6 +122,8 @@ def resume_orphans(store: Store | RemoteStore) -> list[int]:
     for job in find_orphans(store):
         if store.interrupt_job(job.id, job.heartbeat, f"Its worker ({job.worker}) stopped while it ran. "
                                "It resumes from its last checkpoint."):
+            store.note_job(job.id, f"interrupted at step {job.step}: its worker {job.worker} stopped (the studio or the worker "
+                                   "was stopped or killed)")
             resume(store, job.id)
             resumed.append(job.id)
     return resumed

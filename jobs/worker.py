@@ -71,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         consumer.run()
     finally:
         stopping.set()
-        store.record_worker(WORKER_ID, state="stopped", job_id=None, heartbeat=time.time())
+        store.record_worker(WORKER_ID, state=stopped_state(store), job_id=None, heartbeat=time.time())
     return 0
+
+
+def stopped_state(store: Store | RemoteStore) -> str:
+    """How this worker ended, for the Workers view: `lost` when it was stopped or killed (with its
+    studio) in the middle of a job, which another worker resumes; `stopped` when it was idle."""
+    return "lost" if any(job.worker == WORKER_ID for job in store.jobs(("running",))) else "stopped"
 
 
 if __name__ == "__main__":

@@ -187,11 +187,12 @@ def _train_here(args: argparse.Namespace, settings: Settings, store: Store, data
 def jobs_command(args: argparse.Namespace) -> int:
     store = Store(load_settings().db_path)
     rows = [{"id": j.id, "name": j.name, "state": j.state, "step": j.step, "total_steps": j.total_steps,
-             "created": j.created, "error": j.error} for j in store.jobs()]
+             "created": j.created, "error": j.error, "notes": (j.notes or "").splitlines()} for j in store.jobs()]
     if args.json:
         print(json.dumps(rows))
     for row in rows if not args.json else []:
-        print(f"{row['id']:>4}  {row['state']:<12} {row['step']}/{row['total_steps']:<8} {row['name']}  {row['error'] or ''}")
+        print(f"{row['id']:>4}  {row['state']:<12} {row['step']}/{row['total_steps']:<8} {row['name']}  {row['error'] or ''}"
+              + "".join(f"\n      {note}" for note in row["notes"]))
     return 0
 
 

@@ -7,10 +7,19 @@ without an adapter. The Compare tab renders these tables; they are plain data so
 from dataclasses import dataclass
 
 from studio.evaluate import changes
+from studio.prompts import question_of
 from studio.store import AdapterRecord, EvaluationRecord, Store
 from studio.sweeps import SweepResult
 
 BASE = "base"  # the choice that stands for the base model without an adapter
+# What each evaluation measure means, in plain words, and whether lower is better.
+MEASURES = [
+    ("validation loss", True, "how surprised the model is by the reference answers of the rows held out from training."),
+    ("perplexity", True, "the validation loss as a number of equally likely next words the model hesitates between; "
+                         "1 would be certain."),
+    ("exact match", False, "the share of answers that equal the reference, ignoring case and spacing."),
+    ("ROUGE-L", False, "how much of the reference's wording the answer repeats in the same order, from 0 (none) to 1 (all)."),
+]
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,8 @@ def settings_table(chosen: list[Column]) -> Table:
             ["dataset (hash)"] + [c.adapter.dataset_hash[:12] if c.adapter else "—" for c in chosen],
             ["status"] + [c.adapter.status if c.adapter else "—" for c in chosen]]
     rows += [[key] + [str(c.adapter.spec.get(key, "—")) if c.adapter else "—" for c in chosen] for key in keys]
-    # The base model has no settings of its own: differences are among the adapters.
-    compared = [i + 1 for i, c in enumerate(chosen) if c.adapter] if len(adapters) > 1 else range(1, len(chosen) + 1)
+    # The base model has no settings of its own: differences are among the adapters, and one adapter differs from none.
+    compared = [i + 1 for i, c in enumerate(chosen) if c.adapter]
     return Table(["setting"] + [c.title for c in chosen], rows, [len({r[i] for i in compared}) > 1 for r in rows])
 
 
@@ -75,8 +84,9 @@ def metrics_table(chosen: list[Column]) -> Table:
 
     rows = [[label] + [summary(c, key) for c in chosen] for label, key in
             [("training steps", "steps"), ("final training loss", "final_loss"), ("validation loss in training", "eval_loss")]]
-    names = [m.name for m in changes(base)] if base else []
-    rows += [[f"{name} (base → adapter)"] + [cell(c, i) for c in chosen] for i, name in enumerate(names)]
+    measures = changes(base) if base else []
+    rows += [[f"{m.name} (base → adapter), {'lower' if m.lower_is_better else 'higher'} is better"] + [cell(c, i) for c in chosen]
+             for i, m in enumerate(measures)]
     return Table(["measure"] + [c.title for c in chosen], rows, [False] * len(rows))
 
 
@@ -94,7 +104,8 @@ def loss_curves(store: Store, chosen: list[Column]) -> list[dict]:
 
 
 def answers_table(store: Store, chosen: list[Column]) -> Table:
-    """The stored answers to the same validation prompts, beside the reference answer."""
+    """The stored answers to the same validation prompts, beside the reference answer; a prompt is
+    shown as its instruction and input, without the template's fixed wording."""
     by_column = {c.title: {a["prompt"]: a for a in store.answers(c.evaluation.id)} for c in chosen if c.evaluation}
     base = _base_evaluation(chosen)
     base_answers = {a["prompt"]: a for a in store.answers(base.id)} if base else {}
@@ -102,7 +113,7 @@ def answers_table(store: Store, chosen: list[Column]) -> Table:
     rows = []
     for prompt in prompts:
         reference = next((a[prompt]["reference"] for a in [base_answers, *by_column.values()] if prompt in a), "")
-        row = [prompt, reference]
+        row = [question_of(prompt), reference]
         for column in chosen:
             source = base_answers if column.adapter is None else by_column.get(column.title, {})
             answer = source.get(prompt)

@@ -4,10 +4,12 @@ A rendered example is a list of segments, each marked trained or not: the previe
 colours them, and training puts loss on the trained ones only.
 """
 
+import re
 import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from string import Formatter
 
 from studio.errors import DataError
 
@@ -94,6 +96,25 @@ def _render_chat(messages: list[dict], tokenizer) -> list[Segment]:
         done = full
     return segments
 
+
+
+def question_of(prompt: str) -> str:
+    """The instruction (and input) of a prompt rendered with an Alpaca-kind template, without the
+    template's fixed wording, for showing it; a prompt of any other form comes back as it is."""
+    for pattern in _form_patterns():
+        match = pattern.fullmatch(prompt)
+        if match:
+            parts = match.groupdict()
+            return parts["instruction"] + (f"\n\nInput: {parts['input']}" if parts.get("input") else "")
+    return prompt
+
+
+@lru_cache(maxsize=None)
+def _form_patterns() -> list[re.Pattern]:
+    """A pattern per Alpaca-kind form, its {instruction} and {input} fields as named groups."""
+    forms = [form for t in templates().values() if t.kind == "alpaca" for form in (t.with_input, t.without_input) if form]
+    return [re.compile("".join(re.escape(text) + (f"(?P<{field}>.*?)" if field else "") for text, field, _, _ in Formatter().parse(form)),
+                       re.DOTALL) for form in forms]
 
 
 def token_ids(texts: list[str], tokenizer) -> list[list[int]]:

@@ -160,9 +160,13 @@ def _v9_datasets_share_rows(db: sqlite_utils.Database) -> None:
     db["datasets"].create_index(["content_hash"], index_name="idx_datasets_content")
 
 
+def _v10_job_notes(db: sqlite_utils.Database) -> None:
+    db["jobs"].add_column("notes", str)  # what happened to a job on the way, one line each: "interrupted at step 7 …"
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
                                                              _v6_unstopped_answers, _v7_sweeps, _v8_workers,
-                                                             _v9_datasets_share_rows]
+                                                             _v9_datasets_share_rows, _v10_job_notes]
 
 
 def now() -> str:
@@ -212,6 +216,7 @@ class JobRecord:
     started: str | None
     finished: str | None
     sweep: str | None
+    notes: str | None = None  # one line per event the state alone does not tell (interrupted, resumed)
 
     @classmethod
     def from_row(cls, row: dict) -> "JobRecord":
@@ -364,6 +369,11 @@ class Store:
 
     def update_job(self, job_id: int, **fields) -> None:
         self.db["jobs"].update(job_id, fields)
+
+    def note_job(self, job_id: int, note: str) -> None:
+        """Add a line to a job's history: an interruption or a resume stays visible after the job ends."""
+        self.db.execute("update jobs set notes = coalesce(notes || char(10), '') || ? where id = ?", [note, job_id])
+        self.db.conn.commit()
 
     def claim_job(self, job_id: int, worker: str, heartbeat: float) -> bool:
         """Mark a queued or interrupted job running on `worker`; False when another worker has it

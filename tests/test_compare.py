@@ -1,6 +1,7 @@
 """Comparing stored adapters: settings differences, results as base → adapter, curves, answers."""
 
 from studio import compare
+from studio.evaluate import changes
 
 
 def test_a_comparison_of_two_adapters_and_the_base_reads_the_store(trained, trained_qlora, evaluated):
@@ -19,3 +20,22 @@ def test_a_comparison_of_two_adapters_and_the_base_reads_the_store(trained, trai
     answers = compare.answers_table(store, chosen)
     assert len(answers.rows) == evaluated.rows
     assert all(row[1].startswith("The codeword for") and row[4] == "—" for row in answers.rows)
+
+
+def test_with_the_base_model_only_the_adapters_settings_are_compared(trained):
+    settings, store, _, lora = trained
+    alone = compare.settings_table(compare.columns(store, [compare.BASE, str(lora.id)]))
+    assert not any(alone.differing)  # one adapter differs from nothing; the base model has no settings
+
+
+def test_each_measure_is_explained_with_the_direction_the_evaluation_scores_it(evaluated):
+    explained = {name: lower for name, lower, _ in compare.MEASURES}
+    assert explained == {change.name: change.lower_is_better for change in changes(evaluated)}
+
+
+def test_answers_show_the_question_without_the_template_wording(trained, evaluated):
+    store, lora = trained[1], trained[3]
+    answers = compare.answers_table(store, compare.columns(store, [compare.BASE, str(lora.id)]))
+    assert [row[0] for row in answers.rows] == [a["prompt"].split("### Instruction:\n")[1].split("\n\n###")[0]
+                                                for a in store.answers(evaluated.id)]
+    assert all(row[0].startswith("What is the codeword for") for row in answers.rows)

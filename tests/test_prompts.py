@@ -1,6 +1,6 @@
 """Rendering records with the template files: prompt and trained answer told apart."""
 
-from studio.prompts import get_template, render, templates
+from studio.prompts import get_template, question_of, render, templates
 
 
 def test_templates_are_data_files():
@@ -27,3 +27,13 @@ def test_alpaca_records_use_the_chat_template_as_one_exchange(tokenizer):
     segments = render({"instruction": "Add", "input": "2+2", "output": "4"}, get_template("chat"), tokenizer)
     assert segments[0].text.endswith("<|im_start|>user\nAdd\n\n2+2<|im_end|>\n<|im_start|>assistant\n")
     assert segments[1].text == "4<|im_end|>\n"
+
+
+def test_a_rendered_alpaca_prompt_is_shown_as_its_instruction_and_input(tokenizer):
+    def shown(record):
+        return question_of(render({**record, "output": "x"}, get_template("alpaca"), tokenizer)[0].text)
+
+    assert shown({"instruction": "Say hi\nplease", "input": ""}) == "Say hi\nplease"
+    assert shown({"instruction": "Add", "input": "2+2"}) == "Add\n\nInput: 2+2"
+    chat = render({"instruction": "Add", "input": "", "output": "4"}, get_template("chat"), tokenizer)[0].text
+    assert question_of(chat) == chat  # not an Alpaca form: shown as it is

@@ -4,7 +4,6 @@ It only reads the store; Evaluate again queues a new evaluation on the worker.""
 from html import escape
 
 import gradio as gr
-import pandas as pd
 
 from jobs.control import submit_evaluation
 from studio import compare
@@ -12,6 +11,7 @@ from studio.errors import StudioError
 from studio.store import Store
 from studio.sweeps import sweep_results
 from studio.ui import html
+from studio.ui.chart import loss_chart
 from studio.ui.errors import shown_to_user
 from studio.ui.refresh import on_show
 
@@ -29,15 +29,16 @@ def table_html(table: compare.Table, title: str) -> str:
     return f"<h3>{escape(title)}</h3><table class='studio-table'><tr>{head}</tr>{body}</table>"
 
 
-def curve_frame(points: list[dict]) -> pd.DataFrame:
-    """Numeric x and y and a text series column: the chart draws one line per series."""
-    frame = pd.DataFrame(points, columns=["step", "loss", "series"])
-    return frame.astype({"step": "int64", "loss": "float64", "series": "str"})
+def measures_html() -> str:
+    """What each measure means and which way is better, beside the results."""
+    items = "".join(f"<li><b>{escape(name)}</b> ({'lower' if lower else 'higher'} is better): {escape(meaning)}</li>"
+                    for name, lower, meaning in compare.MEASURES)
+    return f"<div id='compare-measures'><b>What the measures mean</b><ul>{items}</ul></div>"
 
 
 def build(store: Store, page: gr.Tab) -> None:
     gr.Markdown("Pick two or more adapters, and the base model if you like, to see them side by side. "
-                "Settings that differ are highlighted. Nothing is trained here: it shows what the studio has stored.")
+                "Settings where the adapters differ are highlighted. Nothing is trained here: it shows what the studio has stored.")
     sweep = gr.Dropdown(store.sweeps(), value=None, label="Sweep", elem_id="compare-sweep",
                         info="Pick a sweep to rank its runs, best first, and compare them below.")
     ranking = gr.HTML(elem_id="compare-ranking")
@@ -48,8 +49,7 @@ def build(store: Store, page: gr.Tab) -> None:
     note = gr.HTML(elem_id="compare-note")
     settings_view = gr.HTML(elem_id="compare-settings")
     metrics_view = gr.HTML(elem_id="compare-metrics")
-    # No initial value: a plot created with an empty frame draws no lines when data arrives later.
-    curves = gr.LinePlot(x="step", y="loss", color="series", label="Loss curves", height=320, elem_id="compare-curves")
+    curves = gr.HTML(label="Loss curves", elem_id="compare-curves")
     answers_view = gr.HTML(elem_id="compare-answers")
 
     on_show(page, lambda: (gr.update(choices=choices(store)), gr.update(choices=store.sweeps())), None, [picked, sweep])
@@ -71,8 +71,9 @@ def build(store: Store, page: gr.Tab) -> None:
         columns = compare.columns(store, chosen)
         missing = [c.title for c in columns if c.adapter and not c.evaluation]
         hint = html.message(f"Not evaluated yet: {', '.join(missing)}. Press 'Evaluate the chosen adapters again'.") if missing else ""
-        return (hint, table_html(compare.settings_table(columns), "Settings"), table_html(compare.metrics_table(columns), "Results"),
-                curve_frame(compare.loss_curves(store, columns)),
+        results = table_html(compare.metrics_table(columns), "Results") + measures_html()
+        return (hint, table_html(compare.settings_table(columns), "Settings"), results,
+                loss_chart(compare.loss_curves(store, columns), empty="The chosen adapters have no recorded training loss."),
                 table_html(compare.answers_table(store, columns), "Answers to the validation prompts"))
 
     @shown_to_user

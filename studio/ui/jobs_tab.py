@@ -5,19 +5,21 @@ from dataclasses import dataclass
 from html import escape
 
 import gradio as gr
-import pandas as pd
 
-from jobs.control import cancel_job, resume_job
+from jobs.control import can_cancel, can_resume, cancel_job, resume_job
 from jobs.run import job_folder
 from jobs.status import JobStatus, job_status, log_tail, worker_statuses
 from studio.settings import Settings
-from studio.store import Store
+from studio.store import JobRecord, Store
+from studio.ui.chart import loss_chart
 from studio.ui.errors import shown_to_user
 
-HEADERS = ["id", "name", "state", "queue", "progress", "worker", "created"]
+HEADERS = ["id", "name", "state", "queue", "progress", "worker", "created", "history"]
 WORKER_HEADERS = ["worker", "device", "state", "job", "last heartbeat"]
 REFRESH_SECONDS = 2
 CURVE_COLOURS = {"training loss": "#3b6fd8", "validation loss": "#e8731a"}  # blue, orange
+# The log box opens on its newest line: Gradio's autoscroll follows only a box already scrolled down.
+SCROLL_LOG_DOWN = "() => { const box = document.querySelector('#job-log textarea'); if (box) box.scrollTop = box.scrollHeight; }"
 
 
 @dataclass
@@ -27,8 +29,13 @@ class JobsTab:
 
 
 def job_rows(store: Store) -> list[list]:
-    return [[j.id, j.name, j.state, store.queue_position(j.id) or "", f"{j.step}/{j.total_steps}", j.worker or "", j.created]
-            for j in store.jobs()]
+    return [[j.id, j.name, j.state, store.queue_position(j.id) or "", f"{j.step}/{j.total_steps}", j.worker or "", j.created,
+             history(j)] for j in store.jobs()]
+
+
+def history(job: JobRecord) -> str:
+    """A job's notes on one line: an interruption and its resume stay visible after the job ends."""
+    return "; ".join((job.notes or "").splitlines())
 
 
 def worker_rows(store: Store) -> list[list]:
@@ -65,48 +72,46 @@ def progress_html(status: JobStatus) -> str:
     bar = f"<progress value='{status.fraction:.3f}' max='1' style='width:100%'></progress>"
     error = f"<div class='studio-error'>{escape(job.error)}</div>" if job.error else ""
     note = f"<div class='studio-ok' id='job-stop-note'>{escape(status.stop_note)}</div>" if status.stop_note else ""
+    notes = f"<div id='job-history'>History: {escape(history(job))}</div>" if job.notes else ""
     warnings = "".join(f"<div class='studio-warn'>⚠ {escape(w.message)}</div>" for w in status.warnings)
-    return f"<div id='job-progress-text'>{' · '.join(parts)}</div>{bar}{error}{note}<div id='job-health'>{warnings}</div>"
+    return f"<div id='job-progress-text'>{' · '.join(parts)}</div>{bar}{error}{note}{notes}<div id='job-health'>{warnings}</div>"
 
 
 def build(settings: Settings, store: Store) -> JobsTab:
     table = gr.Dataframe(job_rows(store), headers=HEADERS, interactive=False, label="Jobs", elem_id="jobs-table")
     job = gr.Dropdown(job_choices(store), label="Job", info="Pick a job to follow.", elem_id="jobs-pick")
     progress = gr.HTML(elem_id="job-progress")
-    # Both series named up front: the chart otherwise keeps the series of its first data, and
-    # validation points arrive only after the first evaluation.
-    curve = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=320, elem_id="job-curve",
-                        color_map=CURVE_COLOURS)
-    with gr.Row():
-        cancel = gr.Button("Cancel", variant="stop", elem_id="job-cancel")
-        resume = gr.Button("Resume", elem_id="job-resume")
+    curve = gr.HTML(label="Loss", elem_id="job-curve")
+    with gr.Row():  # enabled only when they apply to the picked job
+        cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="job-cancel")
+        resume = gr.Button("Resume", interactive=False, elem_id="job-resume")
         clone = gr.Button("Clone and edit", elem_id="job-clone")
     log = gr.Textbox(label="Log (last lines)", info="What the job reports as it runs; the whole log is train.log in the job's folder.",
                      lines=10, max_lines=10, autoscroll=True, elem_id="job-log")
     with gr.Accordion("Workers", open=False):
-        gr.Markdown("The processes that run jobs, one job at a time each. A worker silent for more than half a minute is "
-                    "*lost*: its job is resumed from its last checkpoint by another worker.")
+        gr.Markdown("The processes that run jobs, one job at a time each. A worker that stopped in the middle of a job "
+                    "(killed, or stopped with the studio) or is silent for more than half a minute is *lost*: its job is "
+                    "resumed from its last checkpoint by another worker. One that ended idle is *stopped*.")
         workers = gr.Dataframe(worker_rows(store), headers=WORKER_HEADERS, interactive=False, elem_id="workers-table")
     timer = gr.Timer(REFRESH_SECONDS)
 
     def details(job_id):
-        """Progress, loss points and log tail; no points is None, not an empty table: a LinePlot
-        first given an empty table draws no lines for the points that come later."""
+        """Progress, loss chart, log tail, and which of Cancel and Resume apply."""
         if job_id is None:
-            return "Pick a job to see its progress.", None, ""
+            return "Pick a job to see its progress.", "", "", gr.update(interactive=False), gr.update(interactive=False)
         status = job_status(store, int(job_id))
-        return progress_html(status), pd.DataFrame(status.curve) if status.curve else None, log_tail(job_folder(settings, int(job_id)) / "train.log")
+        return (progress_html(status), loss_chart(status.curve, CURVE_COLOURS), log_tail(job_folder(settings, int(job_id)) / "train.log"),
+                gr.update(interactive=can_cancel(status.job)), gr.update(interactive=can_resume(status.job)))
 
     def refresh(job_id, drawn):
-        """Redraw the loss chart only when it has new points: redrawing restarts its rendering."""
-        text, points, tail = details(job_id)
-        key = (job_id, 0 if points is None else len(points))
-        return (job_rows(store), worker_rows(store), gr.update(choices=job_choices(store)), text, points if key != drawn else gr.skip(),
-                tail, key)
+        """Redraw the loss chart only when it changed: a redraw would close a point's tooltip."""
+        text, chart, tail, cancellable, resumable = details(job_id)
+        return (job_rows(store), worker_rows(store), gr.update(choices=job_choices(store)), text, chart if chart != drawn else gr.skip(),
+                tail, cancellable, resumable, chart)
 
     drawn = gr.State(None)
-    timer.tick(refresh, [job, drawn], [table, workers, job, progress, curve, log, drawn])
-    job.change(details, job, [progress, curve, log])
+    timer.tick(refresh, [job, drawn], [table, workers, job, progress, curve, log, cancel, resume, drawn])
+    job.change(details, job, [progress, curve, log, cancel, resume]).then(None, js=SCROLL_LOG_DOWN)
 
     @shown_to_user
     def cancel_selected(job_id):
@@ -122,6 +127,6 @@ def build(settings: Settings, store: Store) -> JobsTab:
         resume_job(store, int(job_id))
         return details(job_id)
 
-    cancel.click(cancel_selected, job, [progress, curve, log])
-    resume.click(resume_selected, job, [progress, curve, log])
+    cancel.click(cancel_selected, job, [progress, curve, log, cancel, resume])
+    resume.click(resume_selected, job, [progress, curve, log, cancel, resume])
     return JobsTab(job, clone)

@@ -1,0 +1,78 @@
+"""The Jobs and Compare views in a real Chromium, on a studio holding the session's trained adapters:
+loss charts with named lines, whole steps and a lone validation point drawn; Cancel and Resume only
+where they apply; an interruption kept in the jobs table; the log opened on its newest line; Compare's
+measures explained and its prompts shown without the template's wording."""
+
+import pytest
+from conftest import pick, screenshot
+
+from jobs.run import job_folder
+
+
+@pytest.fixture
+def views_home(trained_qlora, evaluated, stocked_home, settings):
+    """The stocked studio, plus a long log for the QLoRA job and a job left interrupted."""
+    store = stocked_home
+    log = job_folder(settings, trained_qlora.job_id) / "train.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(f"log line {n}\n" for n in range(1, 121)))
+    stopped = store.add_job(kind="train", name="stopped-run", dataset_id=None, base_model="bundled", spec="{}")
+    store.update_job(stopped.id, state="interrupted", step=3, total_steps=8)
+    store.note_job(stopped.id, "interrupted at step 3: its process was stopped by SIGKILL")
+    return store, store.job(trained_qlora.job_id), store.job(stopped.id)
+
+
+def inside(inner: dict, outer: dict) -> bool:
+    return (inner["width"] > 0 and inner["height"] > 0 and inner["x"] >= outer["x"] and inner["y"] >= outer["y"]
+            and inner["x"] + inner["width"] <= outer["x"] + outer["width"] and inner["y"] + inner["height"] <= outer["y"] + outer["height"])
+
+
+def check_chart(page, chart_id: str, names: list[str], lone: str) -> None:
+    """The chart names `names` in a legend inside its box, its steps are whole, and the series `lone` is one visible point."""
+    chart = page.locator(f"#{chart_id}")
+    chart.locator(".legend-item").first.wait_for(timeout=30_000)
+    box = chart.bounding_box()
+    items = chart.locator(".legend-item")
+    assert items.all_inner_texts() == names
+    assert all(inside(items.nth(i).bounding_box(), box) for i in range(items.count())), "a legend entry falls outside the chart"
+    ticks = chart.locator("text.x-tick").all_text_contents()
+    assert ticks and all(t.isdigit() for t in ticks), ticks
+    point = chart.locator(f"g[data-series='{lone}'] circle")
+    assert point.count() == 1 and inside(point.bounding_box(), box)
+
+
+def test_jobs_and_compare_show_labelled_charts_and_only_the_actions_that_apply(views_home, studio_without_worker, page):
+    store, qlora_job, stopped = views_home
+    adapter = store.adapter(qlora_job.adapter_id)
+    page.goto(studio_without_worker)
+
+    # Jobs: a finished job's chart, buttons and log.
+    page.get_by_role("tab", name="Jobs").click()
+    pick(page, "jobs-pick", f"#{qlora_job.id} {qlora_job.name} (succeeded)")
+    check_chart(page, "job-curve", ["training loss", "validation loss"], "validation loss")
+    assert page.locator("#job-curve text.x-tick").all_text_contents() == ["1", "2", "3", "4", "5"]
+    assert page.locator("#job-cancel").is_disabled() and page.locator("#job-resume").is_disabled()
+    page.wait_for_function("() => { const box = document.querySelector('#job-log textarea');"
+                           " return box && box.value.includes('log line 120') && box.scrollTop > 0"
+                           " && box.scrollTop + box.clientHeight >= box.scrollHeight - 4; }", timeout=10_000)
+    screenshot(page, "jobs-chart")
+
+    # An interrupted job: both actions apply, and the table keeps why it stopped.
+    pick(page, "jobs-pick", f"#{stopped.id} stopped-run (interrupted)")
+    page.wait_for_function("() => !document.querySelector('#job-resume').disabled", timeout=10_000)
+    assert not page.locator("#job-cancel").is_disabled()
+    assert "interrupted at step 3: its process was stopped by SIGKILL" in page.locator("#jobs-table").inner_text()
+
+    # Compare: the base model and the adapter; nothing highlighted, measures explained, questions without the template.
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_label("Base model (no adapter)", exact=True).check()
+    page.get_by_label(f"#{adapter.id} {adapter.name} ({adapter.method})", exact=True).check()
+    page.locator("#compare-show").click()
+    page.locator("#compare-settings").get_by_text("max_steps").wait_for(timeout=30_000)
+    assert page.locator("#compare-settings tr.studio-diff").count() == 0
+    measures = page.locator("#compare-measures").inner_text()
+    assert "perplexity (lower is better)" in measures and "ROUGE-L (higher is better)" in measures
+    answers = page.locator("#compare-answers").inner_text()
+    assert "What is the codeword for" in answers and "Below is an instruction" not in answers
+    title = f"#{adapter.id} {adapter.name}"
+    check_chart(page, "compare-curves", [f"{title} training", f"{title} validation"], f"{title} validation")
