@@ -98,7 +98,8 @@ def stop_on_signals() -> None:
         raise KeyboardInterrupt
 
     for number in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, interrupt)
+        if signal.getsignal(number) != signal.SIG_IGN:  # a studio started with nohup keeps ignoring hang-ups
+            signal.signal(number, interrupt)
 
 
 def start_worker() -> None:

@@ -36,10 +36,16 @@ def test_upload_shows_mapping_problems_and_preview_then_saves(studio, page):
     assert "6 rows" in page.locator("#data-saved").inner_text()
 
 
-def test_a_refused_file_explains_itself_and_the_example_loads_with_one_click(studio, page):
+def test_a_refused_file_explains_itself_and_the_example_loads_with_one_click(studio, page, tmp_path):
     upload(page, studio, "missing_output.csv")
     page.locator("#data-status").get_by_text("no column holds the output").wait_for(timeout=60_000)
     assert "Columns found: instruction, notes" in page.locator("#data-status").inner_text()
+    corrupt = tmp_path / "customers.parquet"
+    corrupt.write_bytes(b"PAR1 not a table")
+    page.locator("#data-upload button[aria-label='Clear']").click()
+    page.locator("#data-upload input[type=file]").set_input_files(str(corrupt))  # a second refused file in a row
+    page.locator("#data-status").get_by_text("customers.parquet is not a readable Parquet file").wait_for(timeout=60_000)
+    assert "/tmp" not in page.locator("#data-status").inner_text() and "Error" not in page.locator("body").inner_text()
 
     page.locator("#data-example").click()
     page.locator("#data-status").get_by_text("42 of 42 rows will be used").wait_for(timeout=30_000)

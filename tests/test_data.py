@@ -5,7 +5,8 @@ import json
 import pytest
 from conftest import FIXTURES
 
-from studio.data import detect_mapping, inspect_file, length_histogram, load_records, save_dataset, split_indices
+from studio.data import (detect_mapping, ignored_columns, inspect_file, length_histogram, load_records, preview_rows, save_dataset,
+                         split_indices)
 from studio.errors import DataError
 from studio.store import Store
 
@@ -118,3 +119,28 @@ def test_split_is_seeded_and_keeps_a_handful_for_validation():
     assert split_indices(200, 0.05, seed=7) == (train, validation) != split_indices(200, 0.05, seed=8)
     assert len(split_indices(40, 0.05, seed=1)[1]) == 5
     assert split_indices(8, 0.05, seed=1) == (list(range(8)), [])
+
+
+def test_the_preview_pages_through_used_rows_or_shows_the_rows_of_one_kind_of_problem(tokenizer):
+    report = inspect(tokenizer, "problems.jsonl")  # rows 7 and 9 empty, 5 a duplicate, 6 with an e-mail address
+    assert preview_rows(report, set()) == [0, 1, 2, 3, 4] and preview_rows(report, set(), start=6) == [5, 7]
+    assert preview_rows(report, {"personal_data"}, "personal_data") == [5]  # shown although it will be dropped
+    assert preview_rows(report, set(), "empty") == [6, 8]
+
+
+def test_columns_no_role_reads_are_named_as_ignored(tokenizer, tmp_path):
+    path = tmp_path / "with_notes.csv"
+    path.write_text("question,answer,reviewer,notes\nWhat is 2+2?,4,ana,easy\n")
+    report = inspect_file(path, tokenizer, max_bytes=2**20)
+    assert ignored_columns(report) == ["reviewer", "notes"]
+
+
+def test_the_preview_marks_left_out_rows_explains_special_tokens_and_dates_read_as_dates(tokenizer):
+    from studio.ui import html
+
+    report = inspect(tokenizer, "problems.jsonl")
+    shown = html.preview(report, {"personal_data"}, preview_rows(report, set(), "personal_data") + preview_rows(report, set(), "empty"))
+    assert "Row 6 · " in shown and "<b>left out</b>" in shown and "Row 7 · <b>left out</b>" in shown and "This row cannot be used" in shown
+    assert "&lt;|im_end|&gt;" in shown and "teaches the model where to stop" in shown
+    assert html.readable_time("2026-11-30T10:18:35+00:00") == "30 Nov 2026, 10:18 UTC"
+    assert [html.file_size(n) for n in (5000, 10 * 2**20, 3 * 2**30)] == ["5 KB", "10.0 MB", "3.0 GB"]
