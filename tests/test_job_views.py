@@ -1,12 +1,15 @@
 """What the Jobs tab shows of a job's life: an interruption stays in its history, a worker that
 ended mid-job is lost, and Cancel and Resume apply only where they can act."""
 
+import argparse
+import json
 import time
 
 from jobs.control import can_cancel, can_resume, cancel_job
 from jobs.queue import use_queue_of
 from jobs.tasks import WORKER_ID, resume_orphans
 from jobs.worker import stopped_state
+from studio.cli import jobs_command
 from studio.ui.jobs_tab import job_rows
 
 
@@ -17,7 +20,7 @@ def running_job(store, worker: str, step: int = 7):
     return store.job(job.id)
 
 
-def test_a_job_whose_worker_vanished_keeps_the_interruption_in_its_history(settings, store):
+def test_a_job_whose_worker_vanished_keeps_the_interruption_in_its_history(settings, store, studio_env, monkeypatch, capsys):
     use_queue_of(settings)  # resuming puts the job back on this studio's queue
     job = running_job(store, "elsewhere:4242")
     assert resume_orphans(store) == [job.id]
@@ -28,6 +31,10 @@ def test_a_job_whose_worker_vanished_keeps_the_interruption_in_its_history(setti
     row = next(r for r in job_rows(store) if r[0] == job.id)
     assert row[-1] == ("interrupted at step 7: its worker elsewhere:4242 stopped (the studio or the worker was stopped or killed); "
                        "resumed at step 4, its last checkpoint")
+    for name, value in studio_env.items():
+        monkeypatch.setenv(name, value)
+    jobs_command(argparse.Namespace(json=True))  # the CLI lists the same history
+    assert json.loads(capsys.readouterr().out)[0]["notes"] == job_rows(store)[0][-1].split("; ")
 
 
 def test_a_worker_that_ends_in_the_middle_of_its_job_is_lost_and_an_idle_one_stopped(store):
