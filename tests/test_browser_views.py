@@ -11,13 +11,16 @@ from jobs.run import job_folder
 
 @pytest.fixture
 def views_home(trained_qlora, evaluated, stocked_home, settings):
-    """The stocked studio, plus a long log for the QLoRA job and a job left interrupted."""
+    """The stocked studio, plus a long log for the QLoRA job and a job interrupted after its first evaluation."""
     store = stocked_home
     log = job_folder(settings, trained_qlora.job_id) / "train.log"
     log.parent.mkdir(parents=True)
     log.write_text("".join(f"log line {n}\n" for n in range(1, 121)))
     stopped = store.add_job(kind="train", name="stopped-run", dataset_id=None, base_model="bundled", spec="{}")
     store.update_job(stopped.id, state="interrupted", step=3, total_steps=8)
+    for step, loss in [(1, 2.9), (2, 2.4), (3, 2.0)]:
+        store.add_metrics(stopped.id, step, {"loss": loss})
+    store.add_metrics(stopped.id, 3, {"eval_loss": 2.2})  # its one validation point so far
     store.note_job(stopped.id, "interrupted at step 3: its process was stopped by SIGKILL")
     return store, store.job(trained_qlora.job_id), store.job(stopped.id)
 
@@ -27,7 +30,7 @@ def inside(inner: dict, outer: dict) -> bool:
             and inner["x"] + inner["width"] <= outer["x"] + outer["width"] and inner["y"] + inner["height"] <= outer["y"] + outer["height"])
 
 
-def check_chart(page, chart_id: str, names: list[str], lone: str) -> None:
+def check_chart(page, chart_id: str, names: list[str], lone: str | None = None) -> None:
     """The chart names `names` in a legend inside its box, its steps are whole, and the series `lone` is one visible point."""
     chart = page.locator(f"#{chart_id}")
     chart.locator(".legend-item").first.wait_for(timeout=30_000)
@@ -37,8 +40,9 @@ def check_chart(page, chart_id: str, names: list[str], lone: str) -> None:
     assert all(inside(items.nth(i).bounding_box(), box) for i in range(items.count())), "a legend entry falls outside the chart"
     ticks = chart.locator("text.x-tick").all_text_contents()
     assert ticks and all(t.isdigit() for t in ticks), ticks
-    point = chart.locator(f"g[data-series='{lone}'] circle")
-    assert point.count() == 1 and inside(point.bounding_box(), box)
+    if lone:
+        point = chart.locator(f"g[data-series='{lone}'] circle")
+        assert point.count() == 1 and inside(point.bounding_box(), box)
 
 
 def test_jobs_and_compare_show_labelled_charts_and_only_the_actions_that_apply(views_home, studio_without_worker, page):
@@ -49,7 +53,7 @@ def test_jobs_and_compare_show_labelled_charts_and_only_the_actions_that_apply(v
     # Jobs: a finished job's chart, buttons and log.
     page.get_by_role("tab", name="Jobs").click()
     pick(page, "jobs-pick", f"#{qlora_job.id} {qlora_job.name} (succeeded)")
-    check_chart(page, "job-curve", ["training loss", "validation loss"], "validation loss")
+    check_chart(page, "job-curve", ["training loss", "validation loss"])
     assert page.locator("#job-curve text.x-tick").all_text_contents() == ["1", "2", "3", "4", "5"]
     assert page.locator("#job-cancel").is_disabled() and page.locator("#job-resume").is_disabled()
     page.wait_for_function("() => { const box = document.querySelector('#job-log textarea');"
@@ -57,9 +61,10 @@ def test_jobs_and_compare_show_labelled_charts_and_only_the_actions_that_apply(v
                            " && box.scrollTop + box.clientHeight >= box.scrollHeight - 4; }", timeout=10_000)
     screenshot(page, "jobs-chart")
 
-    # An interrupted job: both actions apply, and the table keeps why it stopped.
+    # An interrupted job: both actions apply, the table keeps why it stopped, its lone validation point shows.
     pick(page, "jobs-pick", f"#{stopped.id} stopped-run (interrupted)")
     page.wait_for_function("() => !document.querySelector('#job-resume').disabled", timeout=10_000)
+    check_chart(page, "job-curve", ["training loss", "validation loss"], "validation loss")
     assert not page.locator("#job-cancel").is_disabled()
     assert "interrupted at step 3: its process was stopped by SIGKILL" in page.locator("#jobs-table").inner_text()
 
@@ -75,4 +80,4 @@ def test_jobs_and_compare_show_labelled_charts_and_only_the_actions_that_apply(v
     answers = page.locator("#compare-answers").inner_text()
     assert "What is the codeword for" in answers and "Below is an instruction" not in answers
     title = f"#{adapter.id} {adapter.name}"
-    check_chart(page, "compare-curves", [f"{title} training", f"{title} validation"], f"{title} validation")
+    check_chart(page, "compare-curves", [f"{title} training", f"{title} validation"])
