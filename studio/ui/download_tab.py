@@ -13,6 +13,7 @@ from studio.errors import StudioError
 from studio.export import export_adapter, export_merged
 from studio.registry import slug
 from studio.store import Store
+from studio.ui import deploy_panel
 from studio.ui.errors import shown_to_user
 from studio.ui.merge_tab import adapter_choices
 
@@ -52,3 +53,4 @@ def build(store: Store, page: gr.Tab, downloads: Path) -> None:
 
     adapter_zip.click(zip_adapter, adapter, adapter_file)
     merged_zip.click(zip_merged, merged, merged_file)
+    deploy_panel.build(store, page, downloads)
