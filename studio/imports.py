@@ -147,13 +147,31 @@ def _base_dir(base_ref: str, config: dict, settings: Settings) -> Path:
                                  "Name a local copy of that base (the Base model field, or --base).") from None
 
 
-def _shapes(weights: Path, source: Path | None = None) -> dict[str, list[int]]:
-    from safetensors import safe_open
+def safetensors_shapes(weights: Path) -> dict[str, list[int]]:
+    """Tensor shapes from a safetensors header, after checking the file holds every byte the header promises.
 
+    Raises ValueError saying what is wrong: a truncated file still has a readable header.
+    """
+    size = weights.stat().st_size
+    with open(weights, "rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        if length <= 0 or length + 8 > size:
+            raise ValueError("its header is incomplete")
+        try:
+            header = json.loads(handle.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError("its header is not valid JSON") from None
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    end = max((v["data_offsets"][1] for v in tensors.values()), default=0)
+    if 8 + length + end > size:
+        raise ValueError(f"it holds {size:,} bytes of the {8 + length + end:,} its header describes")
+    return {key: value["shape"] for key, value in tensors.items()}
+
+
+def _shapes(weights: Path, source: Path | None = None) -> dict[str, list[int]]:
     try:
-        with safe_open(str(weights), "pt") as opened:
-            return {key: opened.get_slice(key).get_shape() for key in opened.keys()}
-    except Exception as error:  # any unreadable header means the same: the file is damaged
+        return safetensors_shapes(weights)
+    except (OSError, ValueError) as error:
         raise AdapterImportError(f"The weights in '{source or weights}' cannot be read ({error}); the file may be truncated. "
                                  "Copy or download it again.") from None
 

@@ -68,7 +68,7 @@ def bad_inputs(adapter_dir, tmp_path):
     (no_config / "adapter_config.json").unlink()
     other_base = shutil.copytree(adapter_dir, tmp_path / "other-base")
     config = json.loads((other_base / "adapter_config.json").read_text())
-    (other_base / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "someone/NotHere-7B"}))
+    (other_base / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "/nowhere/NotHere-7B"}))
     (other_base / "spec.json").unlink()
     truncated = shutil.copytree(adapter_dir, tmp_path / "truncated")
     weights = (truncated / "adapter_model.safetensors").read_bytes()
