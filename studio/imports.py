@@ -55,14 +55,14 @@ def import_adapter(store: Store, settings: Settings, source: Path, name: str = "
     try:
         folder = _unpack(source, staging / "in", settings.max_upload_bytes) if source.is_file() else _copy(source, staging / "in")
         config = _check_folder(folder, source)
-        digest = _sha256(folder / WEIGHTS)
-        same = next((a for a in store.adapters() if _weights_digest(a) == digest), None)
-        if same is not None:
-            return same
         spec = json.loads((folder / "spec.json").read_text()) if (folder / "spec.json").is_file() else {}
         base_ref = base_model or spec.get("base_model") or _base_ref(config)
         base_dir = _base_dir(base_ref, config, settings)
         check_fits(folder, base_dir)
+        digest = _sha256(folder / WEIGHTS)
+        same = next((a for a in store.adapters() if _weights_digest(a) == digest), None)
+        if same is not None:
+            return same
         _complete(folder, base_dir, base_ref, spec, template)
         label = name or spec.get("name") or source.stem
         target = folder_root / f"import-{slug(label)}-{digest[:10]}"
