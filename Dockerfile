@@ -12,6 +12,7 @@ FROM ${BASE}
 ARG TORCH_INDEX_URL=""
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 TORCH_INDEX_URL=${TORCH_INDEX_URL}
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends python3 python3-venv python3-pip \
+    cmake g++ make \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements.txt requirements-test.txt ./

@@ -1,16 +1,19 @@
-"""The recipe a child process runs for an evaluate, merge or mix job: load it from the store,
+"""The recipe a child process runs for an evaluate, merge, mix or export job: load it from the store,
 do it, record the artifact, exit. `python -m jobs.run --job-id N` dispatches here by kind."""
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from jobs.reporting import record_failure
 from studio.evaluate import evaluate_adapter
-from studio.export import check_prompts, merge_adapter, mix_adapters, mixed_dataset_hash
-from studio.models import resolve_model
+from studio.export import adapter_template, check_prompts, merge_adapter, mix_adapters, mixed_dataset_hash
+from studio.gguf import export_gguf
+from studio.lora_serving import adapter_answers, check_servable, export_lora
+from studio.models import public_name, resolve_model
 from studio.registry import adapter_folder, slug
 from studio.settings import Settings
-from studio.store import JobRecord, Store, now
+from studio.store import JobRecord, MergeRecord, Store, now
 
 log = logging.getLogger("studio.job")
 
@@ -24,11 +27,11 @@ def merged_folder(settings: Settings, job_id: int, adapter_name: str, dtype: str
 
 
 def run_artifact_job(settings: Settings, store: Store, job_id: int) -> bool:
-    """Run one evaluate, merge or mix job to the end, recording the outcome in the store; False when it failed."""
+    """Run one evaluate, merge, mix or export job to the end, recording the outcome in the store; False when it failed."""
     job = store.job(job_id)
     store.update_job(job_id, state="running", started=job.started or now(), error=None)
     try:
-        {"evaluate": _evaluate, "merge": _merge, "mix": _mix}[job.kind](settings, store, job)
+        {"evaluate": _evaluate, "merge": _merge, "mix": _mix, "gguf": _gguf, "lora": _lora}[job.kind](settings, store, job)
     except _Cancelled:
         store.update_job(job_id, state="cancelled", finished=now())
         log.info("Job %d cancelled", job_id)
@@ -57,13 +60,48 @@ def _evaluate(settings: Settings, store: Store, job: JobRecord) -> None:
              evaluation.adapter_loss, evaluation.base_rouge, evaluation.adapter_rouge)
 
 
-def _merge(settings: Settings, store: Store, job: JobRecord) -> None:
+def _merge(settings: Settings, store: Store, job: JobRecord) -> MergeRecord:
     adapter, dtype = store.adapter(job.spec["adapter_id"]), job.spec["dtype"]
     output = Path(job.spec["output"]) if job.spec.get("output") else merged_folder(settings, job.id, adapter.name, dtype)
     base_dir = resolve_model(adapter.base_model, settings.models_dir)
     verified = merge_adapter(adapter, base_dir, output, dtype, check_prompts(store, adapter), _progress(store, job.id))
     merge = store.add_merge(adapter_id=adapter.id, job_id=job.id, dtype=dtype, path=output.resolve(), verified_prompts=verified)
     log.info("Merged model %d saved in %s (%d prompts verified)", merge.id, output, verified)
+    return merge
+
+
+def _gguf(settings: Settings, store: Store, job: JobRecord) -> None:
+    """Export the adapter's newest full-precision merge as GGUF files; merge it in float32 first if there is none."""
+    adapter = store.adapter(job.spec["adapter_id"])
+    report = _progress(store, job.id)
+    merge = next((m for m in store.merges(adapter.id) if m.dtype == "float32" and m.path.is_dir()), None)
+    if merge is None:
+        log.info("No float32 merge of adapter %d yet: merging it first", adapter.id)
+        merge = _merge(settings, store, replace(job, spec={"adapter_id": adapter.id, "dtype": "float32"}))
+    output = settings.home / "exports" / f"job{job.id}-{slug(adapter.name)}-gguf.zip"
+    result = export_gguf(merge.path, slug(adapter.name), adapter_template(adapter), job.spec["kinds"], check_prompts(store, adapter),
+                         output, {"base_model": public_name(adapter.base_model), "adapter": adapter.name}, report)
+    exported = store.add_export(adapter_id=adapter.id, job_id=job.id, format="gguf", path=output.resolve(), report=result)
+    for kind in result["kinds"]:
+        log.info("%s: %s MB, converted in %s s, %d of %d check answers equal to the merged model's", kind["file"], kind["mb"],
+                 kind["convert_seconds"], kind["agree"], result["prompts"])
+    log.info("GGUF export %d saved in %s", exported.id, output)
+
+
+def _lora(settings: Settings, store: Store, job: JobRecord) -> None:
+    """Export the adapter alone for vLLM and as a GGUF LoRA for llama.cpp."""
+    adapter = store.adapter(job.spec["adapter_id"])
+    progress = _progress(store, job.id)
+    check_servable(adapter.path)
+    base_dir = resolve_model(adapter.base_model, settings.models_dir)
+    prompts = check_prompts(store, adapter)
+    expected = adapter_answers(adapter.path, base_dir, prompts)
+    output = settings.home / "exports" / f"job{job.id}-{slug(adapter.name)}-lora.zip"
+    result = export_lora(adapter.path, base_dir, adapter.base_model, slug(adapter.name), adapter_template(adapter), prompts,
+                         expected, output, progress)
+    exported = store.add_export(adapter_id=adapter.id, job_id=job.id, format="lora", path=output.resolve(), report=result)
+    log.info("LoRA export %d saved in %s; the GGUF LoRA answered %d of %d check prompts as the merged model", exported.id,
+             output, result["gguf_lora_agree"], result["prompts"])
 
 
 def _mix(settings: Settings, store: Store, job: JobRecord) -> None:

@@ -58,6 +58,22 @@ def can_resume(job: JobRecord) -> bool:
     return job.state == "interrupted"
 
 
+def submit_export(store: Store, adapter_id: int, export_format: str, kinds: list[str]) -> JobRecord:
+    """Queue a GGUF export (the merged model, in `kinds`) or a LoRA-serving export of an adapter, refused early when it cannot be made."""
+    from studio.gguf import KINDS
+    from studio.lora_serving import check_servable
+
+    adapter = store.adapter(adapter_id)
+    if export_format == "gguf":
+        if not kinds or not set(kinds) <= set(KINDS):
+            raise ExportError(f"Choose the GGUF kinds to export among {', '.join(KINDS)}.")
+        return enqueue(store, "gguf", f"gguf {adapter.name}", adapter.base_model, {"adapter_id": adapter.id, "kinds": kinds})
+    if export_format == "lora":
+        check_servable(adapter.path)
+        return enqueue(store, "lora", f"lora {adapter.name}", adapter.base_model, {"adapter_id": adapter.id})
+    raise ExportError(f"Choose the export: gguf or lora, not '{export_format}'.")
+
+
 def cancel_job(store: Store, job_id: int) -> JobRecord:
     """A queued job leaves the queue; a running one stops at its next step and keeps a usable adapter."""
     job = store.job(job_id)

@@ -18,6 +18,7 @@ from studio.models import load_tokenizer, resolve_model
 from studio.settings import Settings, load_settings
 from studio.spec import TrainSpec
 from studio.export import DTYPES
+from studio.imports import resolve_adapter
 from studio.store import DatasetRecord, JobRecord, Store
 from studio.sweeps import parse_sweep, sweep_specs
 
@@ -93,7 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--adapter", required=True, help="a registered adapter's id, name or folder")
     export.add_argument("--output", required=True, type=_zip_path, help="the zip file to write")
     export.add_argument("--merged", action="store_true", help="zip the adapter's newest merged model (merged in float32 now if there is none)")
+    export.add_argument("--format", default="zip", choices=["zip", "gguf", "lora"],
+                        help="zip: the adapter or merged model as it is; gguf: the merged model as GGUF files for llama.cpp "
+                             "and Ollama, checked with llama.cpp; lora: the adapter alone for vLLM and as a GGUF LoRA for llama.cpp")
+    export.add_argument("--kinds", default="f16,q8_0", type=lambda text: [k.strip() for k in text.split(",") if k.strip()],
+                        help="GGUF kinds, separated by commas, among f16, q8_0, q4_k_m (default f16,q8_0)")
     export.set_defaults(run=export_command)
+
+    take_in = commands.add_parser("import", help="register an adapter trained elsewhere: a peft adapter folder or a zip of one")
+    take_in.add_argument("source", type=Path, help="the adapter folder (holding adapter_config.json) or a .zip of it")
+    take_in.add_argument("--name", default="", help="the adapter's name in the studio (default: the folder's or zip's name)")
+    take_in.add_argument("--base", default="", help="its base model, when adapter_config.json names one not found here (bundled, a folder or a hub id)")
+    take_in.add_argument("--template", choices=["alpaca", "chat"], help="the prompt format it was trained with (default: its spec.json, else chat where the base has a chat template)")
+    take_in.set_defaults(run=import_command)
     return parser
 
 
@@ -200,7 +213,9 @@ def chat_command(args: argparse.Namespace) -> int:
     from studio.chat import GenerationSettings, ModelServer, choose_with_base  # loads torch: only for this command
 
     settings = load_settings()
-    choice = choose_with_base(args.adapter, args.model, settings, Store(settings.db_path))
+    store = Store(settings.db_path)
+    adapter_ref = f"adapter:{resolve_adapter(store, settings, args.adapter).id}" if args.adapter else None
+    choice = choose_with_base(adapter_ref, args.model, settings, store)
     generation = GenerationSettings(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                                     seed=args.seed, system_prompt=args.system)
     answer = ModelServer(settings.chat_memory_mb).answer(choice, [{"role": "user", "content": args.prompt}], generation)
@@ -222,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_here(settings: Settings, store: Store, kind: str, name: str, base_model: str, spec: dict) -> JobRecord:
-    """Run an evaluate, merge or mix job in this process, recorded in the store like a queued one."""
+    """Run an evaluate, merge, mix or export job in this process, recorded in the store like a queued one."""
     from jobs.artifact_run import run_artifact_job
     from jobs.run import quiet_libraries
 
@@ -239,7 +254,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     store = Store(settings.db_path)
-    adapter = store.find_adapter(args.adapter)
+    adapter = resolve_adapter(store, settings, args.adapter)
     _run_here(settings, store, "evaluate", f"evaluate {adapter.name}", adapter.base_model, {"adapter_id": adapter.id})
     evaluation = store.latest_evaluation(adapter.id)
     if args.json:
@@ -254,7 +269,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 def merge_command(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = Store(settings.db_path)
-    adapter = store.find_adapter(args.adapter)
+    adapter = resolve_adapter(store, settings, args.adapter)
     output = args.output.expanduser().resolve()
     spec = {"adapter_id": adapter.id, "dtype": args.dtype, "output": str(output)}
     _run_here(settings, store, "merge", f"merge {adapter.name} ({args.dtype})", adapter.base_model, spec)
@@ -268,8 +283,20 @@ def export_command(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     store = Store(settings.db_path)
-    adapter = store.find_adapter(args.adapter)
-    if not args.merged:
+    adapter = resolve_adapter(store, settings, args.adapter)
+    if args.format in ("gguf", "lora"):
+        if args.output.exists():
+            raise StudioError(f"'{args.output}' already exists. Choose a new file name, or remove the old one first.")
+        spec = {"adapter_id": adapter.id, **({"kinds": args.kinds} if args.format == "gguf" else {})}
+        job = _run_here(settings, store, args.format, f"{args.format} {adapter.name}", adapter.base_model, spec)
+        exported = next(e for e in store.exports(adapter.id) if e.job_id == job.id)
+        path = Path(shutil.copyfile(exported.path, args.output))
+        prompts = exported.report["prompts"]
+        for kind in exported.report.get("kinds", []):
+            print(f"{kind['file']}: {kind['mb']} MB, {kind['agree']} of {prompts} check answers equal to the merged model's")
+        if args.format == "lora":
+            print(f"GGUF LoRA on llama.cpp: {exported.report['gguf_lora_agree']} of {prompts} check answers equal to the merged model's")
+    elif not args.merged:
         path = export_adapter(store, adapter.id, args.output)
     else:
         if not store.merges(adapter.id):
@@ -277,4 +304,14 @@ def export_command(args: argparse.Namespace) -> int:
                       {"adapter_id": adapter.id, "dtype": "float32"})
         path = export_merged(store, store.merges(adapter.id)[0].id, args.output)
     print(f"Wrote {path} ({path.stat().st_size / 2**20:.1f} MB).")
+    return 0
+
+
+def import_command(args: argparse.Namespace) -> int:
+    from studio.imports import import_adapter
+
+    settings = load_settings()
+    adapter = import_adapter(Store(settings.db_path), settings, args.source.expanduser(), name=args.name, base_model=args.base,
+                             template=args.template or "")
+    print(f"Adapter {adapter.id} '{adapter.name}' is registered (base {adapter.base_model}, folder {adapter.path}).")
     return 0

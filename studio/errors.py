@@ -47,3 +47,7 @@ class EvaluationError(StudioError):
 
 class ExportError(StudioError):
     """An adapter cannot be merged, mixed or packed for download."""
+
+
+class AdapterImportError(StudioError):
+    """An adapter from outside the studio cannot be taken in: unsafe, incomplete, or for a base not here."""

@@ -26,7 +26,8 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
 
-def _staging(target: Path) -> Path:
+def staging_for(target: Path) -> Path:
+    """The staging folder beside a target that must not exist yet; the target is renamed or written from it when complete."""
     if target.exists():
         raise ExportError(f"'{target}' already exists. Choose a new folder or file name, or remove the old one first.")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +48,7 @@ def check_prompts(store: Store, adapter: AdapterRecord) -> list[str]:
     try:
         dataset = adapter_dataset(store, adapter)
     except StudioError:
-        records, template = [{"instruction": q, "input": "", "output": ""} for q in GENERAL_QUESTIONS], "alpaca"
+        records, template = [{"instruction": q, "input": "", "output": ""} for q in GENERAL_QUESTIONS], adapter_template(adapter)
     else:
         records, template = (validation_records(dataset) or load_records(dataset.path)), dataset.template
     return [e.prompt for e in examples(records[:CHECK_PROMPTS], template, tokenizer)]
@@ -73,7 +74,7 @@ def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: s
 
     if dtype not in DTYPES:
         raise ExportError(f"The merged model's precision must be one of {', '.join(DTYPES)}, not '{dtype}'.")
-    staging, device, steps = _staging(output), pick_device(), 5
+    staging, device, steps = staging_for(output), pick_device(), 5
     try:
         tokenizer = _tokenizer(adapter.path)
         model = PeftModel.from_pretrained(load_base_model(base_dir, quantize_4bit=False, device=device), str(adapter.path)).eval()
@@ -99,7 +100,7 @@ def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: s
         (staging / "studio.json").write_text(json.dumps(
             {"merged_from_adapter": adapter.id, "adapter_name": adapter.name, "base_model": adapter.base_model,
              "dtype": dtype, "dataset_hash": adapter.dataset_hash, "verified_prompts": len(prompts),
-             "template": _template_of(adapter)}, indent=1))
+             "template": adapter_template(adapter)}, indent=1))
         staging.rename(output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -110,11 +111,12 @@ def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: s
 def _merged_card(adapter: AdapterRecord, dtype: str, verified: int) -> str:
     return string.Template((TEMPLATES / "merged_model_card.md").read_text()).substitute(
         name=adapter.name, base_model=public_name(adapter.base_model), dtype=dtype, method=adapter.method.upper(),
-        dataset_hash=adapter.dataset_hash[:16] or "n/a", verified=verified, template=_template_of(adapter),
+        dataset_hash=adapter.dataset_hash[:16] or "n/a", verified=verified, template=adapter_template(adapter),
     )
 
 
-def _template_of(adapter: AdapterRecord) -> str:
+def adapter_template(adapter: AdapterRecord) -> str:
+    """The prompt format an adapter was trained with, from its spec.json (Alpaca when it does not say)."""
     spec_file = adapter.path / "spec.json"
     return json.loads(spec_file.read_text()).get("template", "alpaca") if spec_file.exists() else "alpaca"
 
@@ -131,7 +133,7 @@ def mix_adapters(adapters: list[AdapterRecord], weights: list[float], base_dir: 
     from studio.device import pick_device
 
     check_mix(adapters, weights)
-    staging = _staging(output)
+    staging = staging_for(output)
     try:
         base = load_base_model(base_dir, quantize_4bit=False, device=pick_device())
         parts = [f"part{i}" for i in range(len(adapters))]
@@ -145,11 +147,11 @@ def mix_adapters(adapters: list[AdapterRecord], weights: list[float], base_dir: 
         model.save_pretrained(str(staging), safe_serialization=True)
         _tokenizer(adapters[0].path).save_pretrained(str(staging))
         lineage = [{"adapter_id": a.id, "name": a.name, "weight": w} for a, w in zip(adapters, weights)]
-        (staging / "spec.json").write_text(json.dumps({"base_model": adapters[0].base_model, "template": _template_of(adapters[0]),
+        (staging / "spec.json").write_text(json.dumps({"base_model": adapters[0].base_model, "template": adapter_template(adapters[0]),
                                                        "dataset_hash": mixed_dataset_hash(adapters), "mixed_from": lineage}, indent=1))
         rows = "\n".join(f"| {a.id} | {a.name} | {w:g} |" for a, w in zip(adapters, weights))
         (staging / "README.md").write_text(string.Template((TEMPLATES / "mixed_adapter_card.md").read_text()).substitute(
-            name=name, base_model=public_name(adapters[0].base_model), template=_template_of(adapters[0]), lineage_rows=rows))
+            name=name, base_model=public_name(adapters[0].base_model), template=adapter_template(adapters[0]), lineage_rows=rows))
         staging.rename(output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

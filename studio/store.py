@@ -164,9 +164,15 @@ def _v10_job_notes(db: sqlite_utils.Database) -> None:
     db["jobs"].add_column("notes", str)  # what happened to a job on the way, one line each: "interrupted at step 7 …"
 
 
+def _v11_exports(db: sqlite_utils.Database) -> None:
+    db["exports"].create({"id": int, "adapter_id": int, "job_id": int, "format": str,  # gguf or lora
+                          "path": str, "report": str, "created": str}, pk="id")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
                                                              _v6_unstopped_answers, _v7_sweeps, _v8_workers,
-                                                             _v9_datasets_share_rows, _v10_job_notes]
+                                                             _v9_datasets_share_rows, _v10_job_notes,
+                                                             _v11_exports]
 
 
 def now() -> str:
@@ -267,6 +273,21 @@ class EvaluationRecord:
     adapter_rouge: float
     created: str
     adapter_unstopped: int  # adapter answers that ran to the length limit without an end-of-sequence token
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    id: int
+    adapter_id: int
+    job_id: int | None
+    format: str  # gguf (merged model for llama.cpp and Ollama) or lora (the adapter alone for vLLM and llama.cpp)
+    path: Path  # the zip offered for download
+    report: dict
+    created: str
+
+    @classmethod
+    def from_row(cls, row: dict) -> "ExportRecord":
+        return cls(**{**row, "path": Path(row["path"]), "report": json.loads(row["report"])})
 
 
 @dataclass(frozen=True)
@@ -502,3 +523,19 @@ class Store:
     def merges(self, adapter_id: int | None = None) -> list[MergeRecord]:
         where = "adapter_id = ?" if adapter_id is not None else None
         return [MergeRecord.from_row(r) for r in self.db["merges"].rows_where(where, [adapter_id] if where else [], order_by="id desc")]
+
+    # exports for other runtimes
+
+    def add_export(self, **fields) -> ExportRecord:
+        table = self.db["exports"].insert({**fields, "path": str(fields["path"]), "report": json.dumps(fields["report"]), "created": now()})
+        return self.export(table.last_pk)
+
+    def export(self, export_id: int) -> ExportRecord:
+        try:
+            return ExportRecord.from_row(self.db["exports"].get(export_id))
+        except sqlite_utils.db.NotFoundError:
+            raise NotFound(f"There is no export {export_id}. Pick one from the list of exports.") from None
+
+    def exports(self, adapter_id: int | None = None) -> list[ExportRecord]:
+        where = "adapter_id = ?" if adapter_id is not None else None
+        return [ExportRecord.from_row(r) for r in self.db["exports"].rows_where(where, [adapter_id] if where else [], order_by="id desc")]

@@ -14,6 +14,7 @@ from studio.export import export_adapter, export_merged
 from studio.registry import slug
 from studio.store import Store
 from studio.ui import html
+from studio.ui import deploy_panel
 from studio.ui.errors import shown_to_user
 from studio.ui.refresh import on_show
 from studio.ui.merge_tab import adapter_choices
@@ -63,3 +64,4 @@ def build(store: Store, page: gr.Tab, downloads: Path) -> None:
     merged_zip.click(zip_merged, merged, merged_file)
     adapter.input(lambda: gr.DownloadButton(visible=False), None, adapter_file)  # the zip shown is another adapter's
     merged.input(lambda: gr.DownloadButton(visible=False), None, merged_file)
+    deploy_panel.build(store, page, downloads)

@@ -1,0 +1,120 @@
+"""The adapter alone, for servers that load LoRA adapters on a shared base: vLLM and llama.cpp.
+
+vLLM takes a peft folder as it is (`--enable-lora --lora-modules name=path`); llama.cpp takes a GGUF
+LoRA written by its own converter (convert_lora_to_gguf.py). Before the zip is offered, llama.cpp
+runs the GGUF LoRA on a GGUF of the base and its answers to the check prompts are compared with
+the merged model's; the agreement is reported (the adapter is applied in f16 at run time, so a rare
+token may differ from the float32 merge).
+"""
+
+import json
+import shutil
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+from studio.errors import ExportError
+from studio.export import TEMPLATES, VERIFY_NEW_TOKENS, staging_for, zip_folder
+from studio.gguf import CONVERTER_DIR, chat_template, convert, llama_tokens
+from studio.models import public_name
+
+VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank takes
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+def check_servable(adapter_dir: Path) -> dict:
+    """Refuse adapters vLLM and llama.cpp cannot serve unmerged; returns the adapter's peft config."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    if config.get("use_dora"):
+        raise ExportError("vLLM and llama.cpp do not serve DoRA adapters on their own. Export it merged instead "
+                          "(GGUF, or the merged model zip).")
+    if config.get("modules_to_save"):
+        raise ExportError(f"The adapter also retrains whole layers ({', '.join(config['modules_to_save'])}), which LoRA "
+                          "servers do not load. Export it merged instead.")
+    return config
+
+
+def export_lora(adapter_dir: Path, base_dir: Path, base_ref: str, name: str, template_name: str, prompts: list[str],
+                expected: list[list[int]], output: Path, progress=lambda done, total: None) -> dict:
+    """Zip the adapter in vLLM's layout and as a GGUF LoRA for llama.cpp, with a card holding the serve commands.
+
+    `expected` are the merged model's greedy answers (token ids) to the rendered `prompts`. Returns the
+    report: the GGUF LoRA's agreement with them through llama.cpp. Raises ExportError for an adapter
+    the servers cannot load or a converter that fails; nothing is written then.
+    """
+    from transformers import AutoTokenizer
+
+    config = check_servable(adapter_dir)
+    staging = staging_for(output)
+    try:
+        staging.mkdir()
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+        hub_id = public_name(base_ref)
+        vllm = staging / name
+        vllm.mkdir()
+        for file in ADAPTER_FILES:
+            if (adapter_dir / file).is_file():
+                shutil.copy(adapter_dir / file, vllm / file)
+        (vllm / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": hub_id}, indent=1))
+        (vllm / "chat_template.jinja").write_text(chat_template(template_name, tokenizer))
+        progress(1, 3)
+        lora_gguf = staging / f"{name}-lora-f16.gguf"
+        _convert_lora(adapter_dir, base_dir, lora_gguf)
+        progress(2, 3)
+        agree = _lora_agreement(base_dir, lora_gguf, staging / ".base", prompts, expected, tokenizer)
+        report = {"prompts": len(prompts), "gguf_lora_agree": agree, "rank": config.get("r")}
+        (staging / "lora-report.json").write_text(json.dumps(report, indent=1))
+        rank = next((r for r in VLLM_RANKS if r >= int(config.get("r", 8))), VLLM_RANKS[-1])
+        (staging / "README.md").write_text(string.Template((TEMPLATES / "lora_serving_card.md").read_text()).substitute(
+            name=name, base_model=hub_id, template=template_name, rank=rank, gguf=lora_gguf.name, agree=agree,
+            prompts=len(prompts)))
+        zip_folder(staging, output, f"{name}-lora")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    progress(3, 3)
+    return report
+
+
+def adapter_answers(adapter_dir: Path, base_dir: Path, prompts: list[str]) -> list[list[int]]:
+    """The adapter's greedy answers on its base in float32: what a verified merge answers too."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from studio.device import pick_device
+    from studio.evaluate import greedy_ids
+    from studio.models import load_base_model
+
+    model = PeftModel.from_pretrained(load_base_model(base_dir, quantize_4bit=False, device=pick_device()), str(adapter_dir)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    return [greedy_ids(model, tokenizer, p, VERIFY_NEW_TOKENS) for p in prompts]
+
+
+def _convert_lora(adapter_dir: Path, base_dir: Path, output: Path) -> None:
+    result = subprocess.run([sys.executable, str(CONVERTER_DIR / "convert_lora_to_gguf.py"), "--base", str(base_dir),
+                             "--outtype", "f16", "--outfile", str(output), str(adapter_dir)], capture_output=True, text=True)
+    if result.returncode:
+        last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no message"
+        raise ExportError(f"llama.cpp's LoRA converter could not convert the adapter: {last}")
+
+
+def _lora_agreement(base_dir: Path, lora_gguf: Path, work: Path, prompts: list[str], expected: list[list[int]], tokenizer) -> int:
+    """How many check prompts llama.cpp, running the GGUF LoRA on an f16 GGUF of the base, answers as the merged model."""
+    from llama_cpp import Llama
+
+    work.mkdir()
+    base_gguf = work / "base-f16.gguf"
+    convert(base_dir, base_gguf, "f16")
+    ids = llama_tokens(base_gguf, prompts)
+    llm = Llama(model_path=str(base_gguf), lora_path=str(lora_gguf), n_ctx=1024, seed=0, verbose=False)
+    agree = 0
+    for tokens, wanted in zip(ids, expected):
+        answer = []
+        for token in llm.generate(tokens, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            answer.append(token)
+            if token == tokenizer.eos_token_id or len(answer) >= VERIFY_NEW_TOKENS:
+                break
+        agree += answer == wanted
+    del llm
+    shutil.rmtree(work)
+    return agree
