@@ -27,6 +27,7 @@ from studio.device import Device, memory_mb, peak_flops, pick_device, training_f
 from studio.errors import JobError, SpecError, TrainingDiverged
 from studio.health import diverged_message, zero_lora_layers
 from studio.models import load_base_model, lora_targets
+from studio.packing import PackingCollator, packs_rows, use_packed_rows
 from studio.prompts import encode, get_template, render
 from studio.spec import TrainSpec
 
@@ -223,12 +224,20 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
         ddp_find_unused_parameters=False,  # multi-GPU jobs: every adapter weight takes part in every step
     )
     trainer = StudioTrainer(
-        model=model, args=config, processing_class=tokenizer, data_collator=PaddingCollator(tokenizer.pad_token_id),
+        model=model, args=config, processing_class=tokenizer, data_collator=_collator(model, tokenizer),
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
         callbacks=[_StudioCallback(reporter, inputs, device)] + ([EarlyStoppingCallback(spec.early_stopping_patience)] if early else []),
     )
     trainer.remove_callback(PrinterCallback)  # the reporter logs each step; stdout stays clean for --json
     return trainer
+
+
+def _collator(model, tokenizer) -> PackingCollator | PaddingCollator:
+    """Padding-free batches where the model's attention can keep packed rows apart; padded ones elsewhere."""
+    if packs_rows(model):
+        use_packed_rows(model)
+        return PackingCollator()
+    return PaddingCollator(tokenizer.pad_token_id)
 
 
 class _StudioCallback(TrainerCallback):
