@@ -26,11 +26,11 @@ def packed_rows_attention(module, query, key, value, attention_mask, dropout: fl
     if bounds is None or query.shape[0] != 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     gqa = key.shape[1] != query.shape[1]
-    edges = bounds.tolist()
-    rows = [torch.nn.functional.scaled_dot_product_attention(
-                query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], is_causal=True, scale=scaling,
-                dropout_p=dropout if module.training else 0.0, enable_gqa=gqa)
-            for start, end in zip(edges[:-1], edges[1:])]
+    lengths = bounds.diff().tolist()  # split, not sliced: the backward of a split is one concatenation, where each
+    # slice's backward would fill a zero tensor the size of the whole batch and add it up
+    rows = [torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling,
+                                                             dropout_p=dropout if module.training else 0.0, enable_gqa=gqa)
+            for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
     return torch.cat(rows, dim=2).transpose(1, 2).contiguous(), None
 
 
