@@ -26,6 +26,7 @@ from studio.data import split_indices
 from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
 from studio.errors import JobError, SpecError, TrainingDiverged
 from studio.health import diverged_message, zero_lora_layers
+from studio.lora_fused import fuse_lora_products
 from studio.models import load_base_model, lora_targets
 from studio.packing import PackingCollator, packs_rows, use_packed_rows
 from studio.prompts import encode, get_template, render
@@ -162,7 +163,9 @@ def _adapter_model(inputs: TrainInputs, device: Device):
     config = LoraConfig(r=spec.rank, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout, task_type="CAUSAL_LM",
                         target_modules=lora_targets(model.config.model_type, spec.target_modules),
                         use_dora=spec.method == "dora", use_rslora=spec.method == "rslora")
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    fuse_lora_products(model)  # plain LoRA layers: the adapter's product summed into the base's by the matmul
+    return model
 
 
 def total_steps(spec: TrainSpec, train_rows: int) -> int:
