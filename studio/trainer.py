@@ -17,6 +17,7 @@ from trl import SFTTrainer
 
 from studio.batching import LengthGroupedSampler
 
+PACKED_ROW_KEYS = ("position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 CHUNK = 1024  # positions per head projection: about 200 MB of float32 logits at a 49k vocabulary
 
 
@@ -27,8 +28,9 @@ def answer_loss(model, inputs: dict[str, torch.Tensor], num_items_in_batch=None)
     labelled tokens), the count of labelled tokens and how many of them the model ranks first.
     """
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft injects LoRA in place
+    packing = {k: inputs[k] for k in PACKED_ROW_KEYS if k in inputs}  # a padding-free batch's positions and row boundaries
     hidden = causal_lm.base_model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                                  use_cache=False).last_hidden_state
+                                  use_cache=False, **packing).last_hidden_state
     targets = inputs["labels"][:, 1:]
     keep = targets != -100
     weight = causal_lm.get_output_embeddings().weight

@@ -26,7 +26,9 @@ from studio.data import split_indices
 from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
 from studio.errors import JobError, SpecError, TrainingDiverged
 from studio.health import diverged_message, zero_lora_layers
+from studio.lora_fused import fuse_lora_products
 from studio.models import HUB_ID, load_base_model, lora_targets, public_name
+from studio.packing import PackingCollator, packs_rows, use_packed_rows
 from studio.prompts import encode, get_template, render
 from studio.spec import TrainSpec
 
@@ -161,7 +163,9 @@ def _adapter_model(inputs: TrainInputs, device: Device):
     config = LoraConfig(r=spec.rank, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout, task_type="CAUSAL_LM",
                         target_modules=lora_targets(model.config.model_type, spec.target_modules),
                         use_dora=spec.method == "dora", use_rslora=spec.method == "rslora")
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    fuse_lora_products(model)  # plain LoRA layers: the adapter's product summed into the base's by the matmul
+    return model
 
 
 def total_steps(spec: TrainSpec, train_rows: int) -> int:
@@ -223,12 +227,20 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
         ddp_find_unused_parameters=False,  # multi-GPU jobs: every adapter weight takes part in every step
     )
     trainer = StudioTrainer(
-        model=model, args=config, processing_class=tokenizer, data_collator=PaddingCollator(tokenizer.pad_token_id),
+        model=model, args=config, processing_class=tokenizer, data_collator=_collator(model, tokenizer),
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
         callbacks=[_StudioCallback(reporter, inputs, device)] + ([EarlyStoppingCallback(spec.early_stopping_patience)] if early else []),
     )
     trainer.remove_callback(PrinterCallback)  # the reporter logs each step; stdout stays clean for --json
     return trainer
+
+
+def _collator(model, tokenizer) -> PackingCollator | PaddingCollator:
+    """Padding-free batches where the model's attention can keep packed rows apart; padded ones elsewhere."""
+    if packs_rows(model):
+        use_packed_rows(model)
+        return PackingCollator()
+    return PaddingCollator(tokenizer.pad_token_id)
 
 
 class _StudioCallback(TrainerCallback):
