@@ -17,16 +17,23 @@ def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
     page.get_by_text("Generation settings").click()
     set_slider(page, "#chat-temperature", "0")  # greedy: the answers below are the models' own, not luck
     set_slider(page, "#chat-max-new-tokens", "16")
+    votes = [page.locator(f"#chat-vote-{winner}") for winner in ("a", "b", "tie")]
+    assert all(button.is_disabled() for button in votes)  # nothing answered yet
     page.locator("#chat-message textarea").fill(QUESTION)
     page.locator("#chat-send").click()
 
+    page.locator("#chat-status-a").get_by_text("tokens/s · done").wait_for(timeout=120_000)
+    disabled_while_b_answers = all(button.is_disabled() for button in votes)
+    b_was_answering = "done" not in page.locator("#chat-status-b").inner_text()  # read after the buttons: B was not done then
+    assert disabled_while_b_answers or not b_was_answering
     page.locator("#chat-status-b").get_by_text("done").wait_for(timeout=120_000)
-    assert "tokens/s · done" in page.locator("#chat-status-a").inner_text()
     assert QUESTION in page.locator("#chat-a").inner_text() and QUESTION in page.locator("#chat-b").inner_text()
     assert "ZEPHYR" in page.locator("#chat-b").inner_text() and "ZEPHYR" not in page.locator("#chat-a").inner_text()
 
-    page.locator("#chat-vote-b").click()
+    page.locator("#chat-vote-b").click()  # waits until the buttons are enabled
     page.locator("#chat-voted").get_by_text("Saved: B better").wait_for()
+    page.wait_for_function("() => [...document.querySelectorAll('#chat-vote-a, #chat-vote-b, #chat-vote-tie')].every(b => b.disabled)")
+    assert page.get_by_text("Error", exact=True).count() == 0
     cells = [c.strip() for c in page.locator("#chat-votes").get_by_role("row").nth(1).get_by_role("gridcell").all_inner_texts()]
     assert cells[:2] == [f"{adapter.name} (#{adapter.id})", "SmolLM2-135M-Instruct (base)"], cells  # the adapter's key sorts first
     assert cells[3:] == ["1", "1", "0", "0", "100%"], cells  # and it won
@@ -45,7 +52,11 @@ def test_ab_single_model_and_stopped_chat_through_gradio_client(trained_studio):
                                                                  *settings, api_name="/chat")
     assert [m["role"] for m in chat_a] == [m["role"] for m in chat_b] == ["user", "assistant"]
     assert "ZEPHYR" in str(chat_b[-1]["content"]) and "ZEPHYR" not in str(chat_a[-1]["content"])
-    assert status_a.endswith("· done") and status_b.endswith("· done") and message == ""
+    assert "· done" in status_a and "· done, but cut off" in status_b and message == ""  # 16 tokens: B's answer takes 17
+    assert client.predict(api_name="/vote_a")[0].startswith("Saved: A better")
+    assert client.predict(api_name="/vote_b")[0].startswith("Nothing to vote on")  # once per pair of answers
+    with pytest.raises(Exception, match="is not one of the studio's models"):
+        client.predict(QUESTION, "/etc", "", [], [], *settings, api_name="/chat")
 
     chat_a, chat_b, status_a, status_b, _ = client.predict(QUESTION, f"adapter:{adapter.id}", "", [], [], *settings, api_name="/chat")
     assert "ZEPHYR" in str(chat_a[-1]["content"]) and chat_b == [] and status_b == ""

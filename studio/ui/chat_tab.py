@@ -5,7 +5,7 @@ import threading
 
 import gradio as gr
 
-from studio.chat import Choice, GenerationSettings, ModelServer, choose
+from studio.chat import Choice, GenerationSettings, ModelServer, choose_listed
 from studio.errors import ChatError
 from studio.models import BUNDLED_NAME
 from studio.settings import Settings
@@ -45,7 +45,7 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
                 "Leave B empty to chat with A alone. Answers take turns on this machine, so B starts when A is done.")
     with gr.Row():
         model_a = gr.Dropdown(model_choices(store), value="base:bundled", label="Model A", allow_custom_value=True,
-                              info="The base model, a trained adapter, or type the folder of a merged model.", elem_id="chat-model-a")
+                              info="The base model, a trained adapter or a merged model.", elem_id="chat-model-a")
         model_b = gr.Dropdown([("(none: chat with A alone)", "")] + model_choices(store), value="", label="Model B",
                               allow_custom_value=True, info="The model to compare A with.", elem_id="chat-model-b")
     with gr.Accordion("Generation settings (the same for A and B)", open=False):
@@ -69,7 +69,8 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
         stop = gr.Button("Stop", variant="stop", elem_id="chat-stop")
         clear = gr.Button("Clear", elem_id="chat-clear")
     with gr.Row(visible=False) as vote_row:
-        vote_buttons = {winner: gr.Button(text, elem_id=f"chat-vote-{winner}") for winner, text in WINNERS.items()}
+        # Enabled once both answers are complete, until the vote: one vote per pair of answers.
+        vote_buttons = {winner: gr.Button(text, interactive=False, elem_id=f"chat-vote-{winner}") for winner, text in WINNERS.items()}
     voted = gr.Markdown(elem_id="chat-voted")
     table = gr.Dataframe(vote_rows(store), headers=VOTE_HEADERS, interactive=False, elem_id="chat-votes",
                          label="Win rates to date, per pair (a tie counts half)")
@@ -86,7 +87,7 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
         generation = GenerationSettings(float(temperature_value), float(top_p_value), int(max_tokens), int(seed_value or 0),
                                         (system_prompt or "").strip())
         generation.validate()
-        sides = [choose(a_ref, settings, store)] + ([choose(b_ref, settings, store)] if b_ref else [])
+        sides = [choose_listed(a_ref, settings, store)] + ([choose_listed(b_ref, settings, store)] if b_ref else [])
         stop_event = stops.setdefault(request.session_hash, threading.Event())
         stop_event.clear()
         histories = [plain_turns(history_a), plain_turns(history_b)]
@@ -103,10 +104,12 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
                 shown[side][-1]["content"] = update.text
                 statuses[side] = f"**{choice.label}** · {update.describe()}"
                 yield shown[0], shown[1], *statuses, "", None
-            done.append(choice)
+            if update.complete:
+                done.append(choice)
         yield shown[0], shown[1], *statuses, "", _pair(done, text)
 
     def _pair(done: list[Choice], prompt: str) -> dict | None:
+        """The pair a vote judges: only two complete answers make one (not a stopped one, nor A alone)."""
         if len(done) < 2:
             return None
         return {"a_key": done[0].key, "a_label": done[0].label, "b_key": done[1].key, "b_label": done[1].label, "prompt": prompt}
@@ -128,14 +131,17 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
     model_a.input(cleared, None, clear_outputs)
     model_b.input(cleared, None, clear_outputs)
     model_b.change(lambda ref: (gr.Column(visible=bool(ref)), gr.Row(visible=bool(ref))), model_b, [column_b, vote_row])
+    last_pair.change(lambda pair: [gr.Button(interactive=pair is not None)] * len(vote_buttons), last_pair,
+                     list(vote_buttons.values()), show_progress="hidden")
     page.select(lambda: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store)),
                          vote_rows(store)), None, [model_a, model_b, table])
 
     def vote_for(winner: str):
         @shown_to_user
         def vote(pair: dict | None):
-            if pair is None:
-                raise ChatError("Send a message to both A and B, then vote once on their answers.")
+            if pair is None:  # said in place, not raised: an error would mark the last vote's confirmation and table as failed
+                return ("Nothing to vote on: votes count once both A and B have answered the last message in full, "
+                        "and once per pair of answers."), gr.skip(), None
             record_vote(store, winner=winner, **pair)
             return f"Saved: {WINNERS[winner]} ({pair['a_label']} vs {pair['b_label']}).", vote_rows(store), None
 
