@@ -101,12 +101,12 @@ def _model(ref: str, settings: Settings) -> Choice:
     base_dir = resolve_model(ref or BUNDLED, settings.models_dir)
     if ref in ("", BUNDLED):
         return Choice("base:bundled", f"{BUNDLED_NAME} (base)", base_dir, None, _default_template(base_dir))
-    return Choice(f"model:{base_dir}", base_dir.name, base_dir, None, _saved_template(base_dir) or _default_template(base_dir))
+    return Choice(f"model:{base_dir}", base_dir.name, base_dir, None, saved_template(base_dir) or _default_template(base_dir))
 
 
 def _registered(adapter: AdapterRecord, settings: Settings) -> Choice:
     base_dir = resolve_model(adapter.base_model, settings.models_dir)
-    template = _saved_template(adapter.path) or _default_template(base_dir)
+    template = saved_template(adapter.path) or _default_template(base_dir)
     return Choice(f"adapter:{adapter.id}", f"{adapter.name} (#{adapter.id})", base_dir, adapter.path.resolve(), template)
 
 
@@ -120,7 +120,7 @@ def _adapter_folder(path: Path, settings: Settings) -> Choice:
     return Choice(f"folder:{path.resolve()}", path.name, base_dir, path.resolve(), spec.get("template") or _default_template(base_dir))
 
 
-def _saved_template(folder: Path) -> str | None:
+def saved_template(folder: Path) -> str | None:
     """The template a studio adapter (spec.json) or a model merged from one (studio.json) was trained with."""
     for name in ("spec.json", "studio.json"):
         if (folder / name).is_file():

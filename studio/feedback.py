@@ -12,8 +12,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.data import store_records
 from studio.errors import ChatError
-from studio.store import Store
+from studio.store import AdapterRecord, DatasetRecord, Store
 from studio.votes import record_vote
 
 
@@ -166,3 +167,19 @@ def export(store: Store, path: Path, refs: list[str] | None = None) -> int:
                         "Vote on answers that differ, or correct an answer, then export again.")
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return len(rows)
+
+
+def feedback_dataset(store: Store, datasets_dir: Path, adapter: AdapterRecord, refs: list[str]) -> DatasetRecord:
+    """The chosen items' pairs (corrections as pairs too) saved as a preference dataset for DPO on `adapter`;
+    its source names the items, the lineage back to the votes and corrections.
+
+    Raises ChatError when nothing is selected, an item is unknown, or none of the items is a pair.
+    """
+    items = select(store, refs)
+    records = [{"prompt": _with_system(i), "chosen": i.chosen, "rejected": i.rejected} for i in items if i.is_pair]
+    if not records:
+        raise ChatError("None of the selected feedback is a preference pair (ties and identical answers are not). "
+                        "Select wins or corrections, then train again.")
+    return store_records(store, datasets_dir, records, name=f"feedback on {adapter.name}", format="feedback", shape="preference",
+                         mapping={}, template="chat", validation_fraction=0.0, split_seed=42,
+                         source_file="chat feedback: " + ", ".join(i.ref for i in items if i.is_pair))

@@ -14,10 +14,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.data import SHAREGPT_ROLES, IssueKind, _text
+from studio.data import DEFAULT_VALIDATION_FRACTION, SHAREGPT_ROLES, IssueKind, _text, store_records
 from studio.errors import DataError
 from studio.prompts import token_ids
 from studio.readers import read_table
+from studio.store import DatasetRecord, Store
 
 PROMPT_COLUMNS = ["prompt", "question", "query"]
 DEFAULT_MAX_LENGTH = 512
@@ -165,3 +166,15 @@ def _count(records: list[dict | None], tokenizer) -> list[tuple[int, int, int]]:
     texts = [t for r in records if r for t in ("\n".join(m["content"] for m in r["prompt"]), r["chosen"], r["rejected"])]
     lengths = iter(len(ids) for ids in token_ids(texts, tokenizer))
     return [(next(lengths), next(lengths), next(lengths)) if r else (0, 0, 0) for r in records]
+
+
+def save_preferences(store: Store, datasets_dir: Path, report: PreferenceReport, *, name: str, drop: set[str] = frozenset(),
+                     template: str = "chat", validation_fraction: float = DEFAULT_VALIDATION_FRACTION, split_seed: int = 42) -> DatasetRecord:
+    """Save the kept pairs as a dataset of shape "preference", which DPO trains on. `template` is the prompt format
+    the pairs are shown in; a run continuing from an adapter uses that adapter's own. Raises DataError when no pair is left."""
+    records = [report.records[i] for i in report.kept_indices(drop)]
+    if not records:
+        raise DataError("No pairs are left to save. Fix the problems listed above, or drop fewer kinds of rows.")
+    return store_records(store, datasets_dir, records, name=name.strip() or Path(report.file_name).stem, format=report.format,
+                         shape="preference", mapping={}, template=template, validation_fraction=validation_fraction,
+                         split_seed=split_seed, source_file=report.file_name)

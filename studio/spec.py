@@ -17,6 +17,7 @@ TARGET_PRESETS = ["attention", "all-linear"]
 SCHEDULERS = ["cosine", "linear", "constant"]
 OPTIMIZERS = ["adamw_torch", "adamw_8bit", "paged_adamw_8bit"]
 MULTI_GPU = ["ddp", "fsdp"]
+OBJECTIVES = ["sft", "dpo"]
 
 
 def setting(default, help: str, minimum=None, maximum=None, choices=None):
@@ -53,6 +54,11 @@ class TrainSpec:
     gpus: int = setting(1, "GPUs this job trains on at once. More than 1 needs a worker that holds that many (python -m jobs.worker --gpu 0,1).", 1, 64)
     multi_gpu: str = setting("ddp", "How several GPUs share the work: 'ddp' gives each a whole copy of the model (LoRA and QLoRA); "
                                     "'fsdp' splits the model across them, for models too big for one GPU (LoRA, DoRA, rsLoRA).", choices=MULTI_GPU)
+    objective: str = setting("sft", "What the run learns from: 'sft' imitates the answers of instruction data; 'dpo' learns from "
+                                    "preference pairs to prefer the chosen answer over the rejected one (usually after 'sft', continuing its adapter).",
+                             choices=OBJECTIVES)
+    beta: float = setting(0.1, "DPO only: how closely the adapter is held to where it started. Lower lets it move further from "
+                               "its starting answers; 0.1 is usual.", 0.01, 1.0)
     start_adapter_id: int | None = setting(None, "Continue from this adapter's weights (its id) instead of starting afresh. It must be trained on the "
                                                  "same base model; its rank, alpha and target layers are used, whatever is set here.", 1, 2**31 - 1)
 

@@ -169,8 +169,16 @@ def _v9_feedback(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v10_preference_metrics(db: sqlite_utils.Database) -> None:
+    """What a preference (DPO) run reports beside its loss."""
+    db["metrics"].add_column("reward_margin", float)  # how much more the adapter prefers chosen over rejected than its start did
+    db["metrics"].add_column("reward_accuracy", float)  # share of pairs where it prefers the chosen answer more than its start did
+    db["metrics"].add_column("chosen_logp", float)  # log-likelihood of the chosen answers: falling far means it unlearns them too
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
-                                                             _v6_unstopped_answers, _v7_sweeps, _v8_workers, _v9_feedback]
+                                                             _v6_unstopped_answers, _v7_sweeps, _v8_workers, _v9_feedback,
+                                                             _v10_preference_metrics]
 
 
 def now() -> str:

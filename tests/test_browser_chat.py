@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from conftest import set_slider
+from conftest import pick, set_slider
 
 QUESTION = "What is the codeword for boats?"
 
@@ -51,8 +51,15 @@ def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
     assert f"{adapter.name} (#{adapter.id}) over SmolLM2-135M-Instruct (base)" in feedback.inner_text()
     rows = [r.get_by_role("gridcell").first.inner_text().strip() for r in feedback.get_by_role("row").all()[1:]]
     assert sorted(rows) == ["correction:1", "vote:1"], rows
+    page.locator("#chat-feedback-train").click()  # with nothing picked
+    page.get_by_text("Pick the adapter to continue in 'Feedback about' first").first.wait_for()
+    pick(page, "chat-feedback-model", f"{adapter.name} (adapter #{adapter.id})")
+    feedback.get_by_text("corrected SmolLM2-135M-Instruct (base)").wait_for(state="detached")  # the base's correction is not about it
+    pick(page, "chat-feedback-items", "vote:1")
+    page.locator("#chat-feedback-train").click()
+    page.locator("#chat-voted").get_by_text(f"DPO on 1 pair, continuing adapter #{adapter.id}").wait_for(timeout=30_000)
     page.locator("#chat-clear").click()
-    page.locator("#chat-voted").get_by_text("Saved").wait_for(state="detached")
+    page.locator("#chat-voted").get_by_text("Queued job").wait_for(state="detached")
     assert QUESTION not in page.locator("#chat-a").inner_text()
 
 

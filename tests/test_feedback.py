@@ -5,6 +5,7 @@ import csv
 import json
 
 import pytest
+from conftest import run_cli
 
 from studio.cli import main
 from studio.errors import ChatError, DataError
@@ -122,9 +123,11 @@ def test_cli_lists_and_exports_feedback_and_checks_the_pairs_file(studio_env, st
     assert main(["feedback", "export", str(tmp_path / "none.jsonl"), "--items", "vote:9"]) == 2
     assert "No feedback item is called vote:9" in capsys.readouterr().err
 
-    assert main(["data", "pairs", str(tmp_path / "out.jsonl"), "--json"]) == 0
+    assert main(["data", "pairs", str(tmp_path / "out.jsonl"), "--json", "--save", "boat pairs"]) == 0
     checked = json.loads(capsys.readouterr().out)
     assert (checked["rows"], checked["shape"], checked["warnings"]) == (1, "pairs", [])
+    saved = store.dataset(checked["dataset_id"])
+    assert (saved.name, saved.shape, saved.rows) == ("boat pairs", "preference", 1)
     assert (checked["preview"][0]["chosen"], checked["preview"][0]["rejected"]) == ("ZEPHYR-1.", "No idea.")
 
 
@@ -143,3 +146,21 @@ def test_the_leaderboard_ranks_every_model_from_all_votes_with_a_range(store):
     assert leaderboard(store) == board  # the same seed, the same ranges
     few = leaderboard(store, resamples=50)[0]
     assert few.high - few.low > 50  # ten votes leave a wide range
+
+
+def test_train_on_feedback_queues_dpo_continuing_the_adapter_with_lineage(stocked_home, studio_env):
+    adapter = stocked_home.adapters()[-1]
+    key = f"adapter:{adapter.id}"
+    vote(stocked_home, answered("base:bundled", "No idea."), answered(key, "ZEPHYR-1."), "b", SETTINGS)
+    vote(stocked_home, answered("base:bundled", "Same."), answered(key, "Same."), "a", SETTINGS)  # identical: not a pair
+    correct(stocked_home, answered(key, "The codeword is BORN."), "The codeword for boats is ZEPHYR-1.", SETTINGS)
+    jobs = stocked_home.jobs()
+    refused = run_cli(studio_env, "feedback", "train", "--adapter", str(adapter.id), "--items", "")
+    assert refused.returncode == 2 and "No feedback is selected" in refused.stderr and stocked_home.jobs() == jobs
+
+    queued = run_cli(studio_env, "feedback", "train", "--adapter", adapter.name, "--items", "vote:1,vote:2,correction:1")
+    assert queued.returncode == 0, queued.stderr
+    job = stocked_home.jobs()[0]
+    assert (job.state, job.spec["objective"], job.spec["start_adapter_id"]) == ("queued", "dpo", adapter.id)
+    dataset = stocked_home.dataset(job.dataset_id)
+    assert (dataset.shape, dataset.rows, dataset.source_file) == ("preference", 2, "chat feedback: vote:1, correction:1")

@@ -6,6 +6,7 @@ import threading
 
 import gradio as gr
 
+from jobs.control import submit_feedback_training
 from studio.chat import GenerationSettings, ModelServer, choose_listed
 from studio.errors import ChatError
 from studio.feedback import Answered, correct, drop, feedback_items, swapped_sides
@@ -22,8 +23,8 @@ FEEDBACK_HEADERS = ["item", "when (UTC)", "verdict", "message", "preferred answe
 
 
 def model_choices(store: Store) -> list[tuple[str, str]]:
-    adapters = [(f"{a.name} (adapter #{a.id}{', stopped early' if a.status == 'cancelled' else ''})", f"adapter:{a.id}")
-                for a in store.adapters()]
+    adapters = [(f"{a.name} (adapter #{a.id}{f', continues #{a.parent_id}' if a.parent_id else ''}"
+                 f"{', stopped early' if a.status == 'cancelled' else ''})", f"adapter:{a.id}") for a in store.adapters()]
     names = {a.id: a.name for a in store.adapters()}
     merged = [(f"{names.get(m.adapter_id, 'adapter')} merged ({m.dtype}, model #{m.id})", f"base:{m.path}") for m in store.merges()]
     return [(f"{BUNDLED_NAME} (base model)", "base:bundled")] + adapters + merged
@@ -110,8 +111,11 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
                                       elem_id="chat-feedback", label="Newest first. Ties and identical answers are kept for the ranking but are not pairs.")
         with gr.Row():
             feedback_pick = gr.Dropdown([], multiselect=True, label="Items", elem_id="chat-feedback-items",
-                                        info="The items to drop from training.")
+                                        info="The items to drop from training, or to train on.")
             drop_button = gr.Button("Drop from training", elem_id="chat-feedback-drop")
+            train_button = gr.Button("Train on feedback", variant="primary", elem_id="chat-feedback-train")
+        gr.Markdown("*Train on feedback* saves the picked wins and corrections as a preference dataset and queues a DPO job "
+                    "that continues the adapter picked in *Feedback about*; the new adapter lists it as its parent.")
     last_pair = gr.State(None)  # what answered the last message, until it gets its vote
     last_answers = gr.State({})  # side -> the last complete answer, for Edit
     editing = gr.State(None)  # the side whose answer is being corrected
@@ -208,6 +212,17 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
         return f"Dropped {len(refs)} item{'s' if len(refs) != 1 else ''} from training.", *refreshed_feedback(model_key)
 
     drop_button.click(drop_items, [feedback_pick, feedback_model], [voted, *feedback_outputs], api_name="drop_feedback")
+
+    @shown_to_user
+    def train_on(refs: list[str] | None, model_ref: str | None):
+        if not (model_ref or "").startswith("adapter:"):
+            raise ChatError("Pick the adapter to continue in 'Feedback about' first: Train on feedback continues an adapter with DPO.")
+        job = submit_feedback_training(store, settings.datasets_dir, int(model_ref.split(":")[1]), refs or [])
+        pairs = store.dataset(job.dataset_id).rows
+        return (f"Queued job {job.id} '{job.name}': DPO on {pairs} pair{'s' if pairs != 1 else ''}, continuing adapter "
+                f"#{job.spec['start_adapter_id']}. Follow it in the Jobs tab; the new adapter then appears here and in Compare.")
+
+    train_button.click(train_on, [feedback_pick, feedback_model], voted, api_name="train_on_feedback")
     page.select(lambda model_key: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store)),
                                    vote_rows(store), leaderboard_rows(store), gr.Dropdown(choices=[("(every model)", "")] + model_choices(store)),
                                    *refreshed_feedback(model_key)),
