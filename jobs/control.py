@@ -1,9 +1,12 @@
 """What the UI and the CLI do to jobs: submit, cancel, resume. The store is the truth."""
 
+from pathlib import Path
+
 from jobs.queue import huey
 from jobs.tasks import enqueue, resume, train_job
 from studio.errors import ExportError, JobError
 from studio.export import DTYPES, check_mix
+from studio.feedback import feedback_dataset
 from studio.spec import TrainSpec
 from studio.store import JobRecord, Store, now
 
@@ -16,6 +19,17 @@ def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: Tra
     result = train_job(job.id)
     store.update_job(job.id, task_id=result.id)
     return store.job(job.id)
+
+
+def submit_feedback_training(store: Store, datasets_dir: Path, adapter_id: int, refs: list[str]) -> JobRecord:
+    """Train on feedback: the chosen votes and corrections become a preference dataset (with their refs as its
+    source), and a DPO job continuing `adapter_id` is queued; the new adapter records it as its parent."""
+    adapter = store.adapter(adapter_id)
+    dataset = feedback_dataset(store, datasets_dir, adapter, refs)
+    # A few passes over a handful of pairs: enough to move a LoRA adapter, held to its start by beta.
+    spec = TrainSpec.from_dict({"objective": "dpo", "start_adapter_id": adapter.id, "epochs": 3, "batch_size": 4,
+                                "learning_rate": 1e-4, "max_length": adapter.spec.get("max_length", 512), "warmup_ratio": 0.0})
+    return submit_training(store, dataset_id=dataset.id, base_model=adapter.base_model, spec=spec, name=f"{adapter.name}-feedback")
 
 
 def submit_sweep(store: Store, *, dataset_id: int, base_model: str, runs: list[tuple[str, TrainSpec]], name: str) -> list[JobRecord]:

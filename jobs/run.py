@@ -10,6 +10,7 @@ alone records to the store and saves the adapter.
 """
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -18,12 +19,16 @@ from pathlib import Path
 
 from jobs.remote_store import RemoteStore, open_store
 from jobs.reporting import FollowerReporter, StoreReporter, record_failure
+from studio.chat import saved_template
+from studio.continuation import start_adapter
 from studio.data import load_records
+from studio.errors import SpecError
 from studio.models import resolve_model
+from studio.preference_training import train_preferences
 from studio.registry import adapter_folder
 from studio.settings import Settings, load_settings
 from studio.spec import TrainSpec
-from studio.store import Store, now
+from studio.store import DatasetRecord, Store, now
 from studio.training import TrainInputs, TrainResult, checkpoint_step, latest_checkpoint, train
 
 log = logging.getLogger("studio.job")
@@ -48,14 +53,14 @@ def run_job(settings: Settings, store: Store | RemoteStore, job_id: int) -> Trai
         if job.started:  # it ran before and was interrupted
             store.note_job(job_id, f"resumed at step {checkpoint_step(checkpoint)}, its last checkpoint" if checkpoint
                            else "started again from step 0: it was interrupted before its first checkpoint")
-        result = train(inputs, work_dir, adapter_folder(settings.home, job_id, job.name), StoreReporter(store, job_id))
+        result = recipe(inputs.spec)(inputs, work_dir, adapter_folder(settings.home, job_id, job.name), StoreReporter(store, job_id))
     except Exception as error:
         record_failure(store, job_id, error, "Training")
         return None
     adapter = store.add_adapter(
         name=job.name, job_id=job_id, path=result.adapter_dir, base_model=job.base_model, dataset_hash=inputs.dataset_hash,
-        method=inputs.spec.method, spec=job.spec, summary=result.summary(), status="cancelled" if result.cancelled else "complete",
-        parent_id=None,
+        method=inputs.spec.method, spec=json.loads(inputs.spec.to_json()), summary=result.summary(), status="cancelled" if result.cancelled else "complete",
+        parent_id=inputs.spec.start_adapter_id,
     )
     store.update_job(job_id, state="cancelled" if result.cancelled else "succeeded", adapter_id=adapter.id, finished=now())
     log.info("Job %d %s: adapter %d in %s", job_id, "cancelled" if result.cancelled else "succeeded", adapter.id, result.adapter_dir)
@@ -64,12 +69,34 @@ def run_job(settings: Settings, store: Store | RemoteStore, job_id: int) -> Trai
 
 def train_inputs(settings: Settings, store: Store | RemoteStore, job) -> TrainInputs:
     dataset = store.dataset(job.dataset_id)
+    spec = TrainSpec.from_dict(job.spec)
+    check_objective(dataset, spec)
+    start = start_adapter(store, spec, job.base_model, settings.models_dir)
+    if start:
+        log.info(start.note)
+    # Preference pairs are shown in the prompt format the adapter they continue was trained with.
+    template = (saved_template(start.adapter.path) if start and spec.objective == "dpo" else None) or dataset.template
     return TrainInputs(
-        spec=TrainSpec.from_dict(job.spec), name=job.name, base_model=job.base_model,
+        spec=start.spec if start else spec, name=job.name, base_model=job.base_model,
         base_dir=resolve_model(job.base_model, settings.models_dir), records=load_records(dataset.path),
-        template=dataset.template, validation_fraction=dataset.validation_fraction, split_seed=dataset.split_seed,
-        dataset_hash=dataset.content_hash,
+        template=template, validation_fraction=dataset.validation_fraction, split_seed=dataset.split_seed,
+        dataset_hash=dataset.content_hash, start_adapter=start.adapter.path if start else None,
     )
+
+
+def recipe(spec: TrainSpec):
+    """The training recipe for the spec's objective: DPO on preference pairs, else instruction tuning."""
+    return train_preferences if spec.objective == "dpo" else train
+
+
+def check_objective(dataset: DatasetRecord, spec: TrainSpec) -> None:
+    """DPO learns from preference pairs, instruction tuning from instructions: refuse the wrong kind of dataset."""
+    if spec.objective == "dpo" and dataset.shape != "preference":
+        raise SpecError(f"Dataset {dataset.id} '{dataset.name}' holds instructions and answers, not preference pairs, so DPO "
+                        "cannot train on it. Save a preference file (prompt, chosen, rejected) or your Chat feedback as a "
+                        "dataset, or train this one with the 'sft' objective.")
+    if spec.objective != "dpo" and dataset.shape == "preference":
+        raise SpecError(f"Dataset {dataset.id} '{dataset.name}' holds preference pairs: train it with the 'dpo' objective.")
 
 
 def is_leader() -> bool:
@@ -81,8 +108,9 @@ def _follow(settings: Settings, store: Store | RemoteStore, job_id: int) -> Trai
     """A multi-GPU job's other processes: train their share, record nothing (rank 0 does)."""
     job = store.job(job_id)
     try:
-        return train(train_inputs(settings, store, job), job_folder(settings, job_id), adapter_folder(settings.home, job_id, job.name),
-                     FollowerReporter(store, job_id))
+        inputs = train_inputs(settings, store, job)
+        return recipe(inputs.spec)(inputs, job_folder(settings, job_id), adapter_folder(settings.home, job_id, job.name),
+                                   FollowerReporter(store, job_id))
     except Exception:
         log.exception("Job %d failed in this process", job_id)
         return None

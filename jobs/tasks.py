@@ -78,10 +78,11 @@ def _run_in_child(store: Store | RemoteStore, job_id: int) -> bool:
 
 
 def evaluate_after_training(store: Store | RemoteStore, job_id: int) -> JobRecord | None:
-    """Queue the evaluation of a finished job's adapter when its dataset held rows out for validation."""
+    """Queue the evaluation of a finished job's adapter when its dataset held rows out for validation
+    (instruction rows: a DPO run's held-out pairs are scored in its own evaluation loss)."""
     job = store.job(job_id)
     adapter = store.adapter(job.adapter_id)
-    if not adapter.summary.get("validation_rows"):
+    if not adapter.summary.get("validation_rows") or adapter.spec.get("objective") == "dpo":
         return None
     return enqueue(store, "evaluate", f"evaluate {adapter.name}", adapter.base_model, {"adapter_id": adapter.id})
 

@@ -61,6 +61,26 @@ def choose(ref: str, settings: Settings, store: Store) -> Choice:
     return _registered(store.find_adapter(ref), settings)
 
 
+def choose_listed(ref: str, settings: Settings, store: Store) -> Choice:
+    """The model a web user picked, among those the studio lists: the bundled base, registered
+    adapters (by id, name or folder), merged models and the folders in the models folder.
+
+    Anything else gets the same answer whether or not it names a folder on the server, so the
+    model box never tells a visitor which server paths exist. Raises ChatError.
+    """
+    ref = ref.strip()
+    known = {"", BUNDLED, "base:bundled"}
+    for adapter in store.adapters():
+        known |= {f"adapter:{adapter.id}", str(adapter.id), adapter.name, str(adapter.path)}
+    folders = [m.path for m in store.merges()] + [p for p in settings.models_dir.glob("*") if (p / "config.json").is_file()]
+    for folder in folders:
+        known |= {f"base:{folder}", str(folder)}
+    if ref not in known:
+        raise ChatError(f"'{ref}' is not one of the studio's models. Pick the base model, a trained adapter or a merged model "
+                        "from the list; to chat with another model, merge or train it in the studio first.")
+    return choose(ref, settings, store)
+
+
 def choose_with_base(adapter_ref: str | None, model_ref: str | None, settings: Settings, store: Store) -> Choice:
     """A model and perhaps an adapter on it, as the command line names them.
 
@@ -81,12 +101,12 @@ def _model(ref: str, settings: Settings) -> Choice:
     base_dir = resolve_model(ref or BUNDLED, settings.models_dir)
     if ref in ("", BUNDLED):
         return Choice("base:bundled", f"{BUNDLED_NAME} (base)", base_dir, None, _default_template(base_dir))
-    return Choice(f"model:{base_dir}", base_dir.name, base_dir, None, _saved_template(base_dir) or _default_template(base_dir))
+    return Choice(f"model:{base_dir}", base_dir.name, base_dir, None, saved_template(base_dir) or _default_template(base_dir))
 
 
 def _registered(adapter: AdapterRecord, settings: Settings) -> Choice:
     base_dir = resolve_model(adapter.base_model, settings.models_dir)
-    template = _saved_template(adapter.path) or _default_template(base_dir)
+    template = saved_template(adapter.path) or _default_template(base_dir)
     return Choice(f"adapter:{adapter.id}", f"{adapter.name} (#{adapter.id})", base_dir, adapter.path.resolve(), template)
 
 
@@ -100,7 +120,7 @@ def _adapter_folder(path: Path, settings: Settings) -> Choice:
     return Choice(f"folder:{path.resolve()}", path.name, base_dir, path.resolve(), spec.get("template") or _default_template(base_dir))
 
 
-def _saved_template(folder: Path) -> str | None:
+def saved_template(folder: Path) -> str | None:
     """The template a studio adapter (spec.json) or a model merged from one (studio.json) was trained with."""
     for name in ("spec.json", "studio.json"):
         if (folder / name).is_file():
@@ -161,7 +181,7 @@ class Update:
     """Where one answer stands: what the page or a script shows while it streams."""
 
     text: str
-    state: str  # waiting, loading, answering, done, stopped
+    state: str  # waiting, loading, answering, done, cut (reached the token limit), stopped
     tokens: int = 0
     tokens_per_second: float = 0.0
     ahead: int = 0  # requests before this one in the queue
@@ -172,7 +192,13 @@ class Update:
         if self.state == "loading":
             return "Loading the model into memory (only the first time it is used)..."
         speed = f"{self.tokens} tokens · {self.tokens_per_second:.1f} tokens/s"
-        return {"answering": speed, "done": f"{speed} · done", "stopped": f"{speed} · stopped"}[self.state]
+        return {"answering": speed, "done": f"{speed} · done", "stopped": f"{speed} · stopped",
+                "cut": f"{speed} · done, but cut off at the token limit (raise Max new tokens to read the rest)"}[self.state]
+
+    @property
+    def complete(self) -> bool:
+        """The model finished its answer, or wrote until the token limit: an answer one can judge."""
+        return self.state in ("done", "cut")
 
 
 class FairQueue:
@@ -317,7 +343,9 @@ class ModelServer:
             thread.join()
         if failures:
             raise ChatError(f"The model stopped with an error while answering: {failures[0]}. Try a shorter conversation (Clear).")
-        yield Update(text, "stopped" if stop.is_set() else "done", streamer.tokens, streamer.tokens / (time.monotonic() - started))
+        cut = streamer.tokens >= generation.max_new_tokens and streamer.last_token not in tokenizer.all_special_ids
+        state = "stopped" if stop.is_set() else "cut" if cut else "done"
+        yield Update(text, state, streamer.tokens, streamer.tokens / (time.monotonic() - started))
 
 
 @contextmanager
@@ -334,13 +362,16 @@ def _active(model, adapter: str | None):
 
 
 class _CountingStreamer(TextIteratorStreamer):
-    """A text streamer that also counts the tokens of the answer, for tokens per second."""
+    """A text streamer that also counts the tokens of the answer (for tokens per second) and keeps
+    the last one (an answer that ends without an end-of-turn token at the limit was cut off)."""
 
     tokens = 0
+    last_token: int | None = None
 
     def put(self, value) -> None:
         if not (self.skip_prompt and self.next_tokens_are_prompt):
             self.tokens += value.numel()
+            self.last_token = int(value.reshape(-1)[-1])
         super().put(value)
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from studio.blending import blend_datasets, plan_blend
+from studio.cli_feedback import add_commands as add_feedback_commands
 from studio.data import DEFAULT_MAX_LENGTH, inspect_file, save_dataset
 from studio.errors import StudioError
 from studio.models import load_tokenizer, resolve_model
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--model", default="bundled", help="base model whose tokenizer counts tokens")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(run=data_check)
+    add_feedback_commands(commands, data)
 
     train = commands.add_parser("train", help="train an adapter (here, or on the queue with --enqueue)")
     train.add_argument("--data", required=True, help="a data file, or a saved dataset's id or name")

@@ -169,10 +169,32 @@ def _v11_exports(db: sqlite_utils.Database) -> None:
                           "path": str, "report": str, "created": str}, pk="id")
 
 
+def _v12_feedback(db: sqlite_utils.Database) -> None:
+    """Chat feedback: a vote keeps what it judged; a correction is the answer the user wanted instead."""
+    db["votes"].add_column("a_turns", str)  # JSON: A's conversation up to the user's message both sides answered
+    db["votes"].add_column("b_turns", str)  # B's: each side keeps its own conversation, so earlier answers differ
+    db["votes"].add_column("a_answer", str)
+    db["votes"].add_column("b_answer", str)
+    db["votes"].add_column("generation", str)  # JSON: the settings both sides answered with
+    db["votes"].add_column("dropped", int, not_null_default=0)  # left out of training by the user
+    db["corrections"].create(
+        {"id": int, "model_key": str, "model_label": str, "turns": str, "answer": str, "correction": str,
+         "generation": str, "dropped": int, "created": str},
+        pk="id", not_null={"model_key", "correction"}, defaults={"dropped": 0},
+    )
+
+
+def _v13_preference_metrics(db: sqlite_utils.Database) -> None:
+    """What a preference (DPO) run reports beside its loss."""
+    db["metrics"].add_column("reward_margin", float)  # how much more the adapter prefers chosen over rejected than its start did
+    db["metrics"].add_column("reward_accuracy", float)  # share of pairs where it prefers the chosen answer more than its start did
+    db["metrics"].add_column("chosen_logp", float)  # log-likelihood of the chosen answers: falling far means it unlearns them too
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
                                                              _v6_unstopped_answers, _v7_sweeps, _v8_workers,
                                                              _v9_datasets_share_rows, _v10_job_notes,
-                                                             _v11_exports]
+                                                             _v11_exports, _v12_feedback, _v13_preference_metrics]
 
 
 def now() -> str:
@@ -477,10 +499,25 @@ class Store:
 
     # votes
 
-    def add_vote(self, *, a_key: str, a_label: str, b_key: str, b_label: str, winner: str, prompt: str) -> int:
+    def add_vote(self, *, a_key: str, a_label: str, b_key: str, b_label: str, winner: str, prompt: str,
+                 details: dict | None = None) -> int:
+        """`details` holds what the vote judged (a_turns, b_turns, a_answer, b_answer, generation), stored as given."""
         table = self.db["votes"].insert({"a_key": a_key, "a_label": a_label, "b_key": b_key, "b_label": b_label,
-                                         "winner": winner, "prompt": prompt, "created": now()})
+                                         "winner": winner, "prompt": prompt, **(details or {}), "created": now()})
         return table.last_pk
+
+    def add_correction(self, **fields) -> int:
+        return self.db["corrections"].insert({**fields, "dropped": 0, "created": now()}).last_pk
+
+    def corrections(self) -> list[dict]:
+        """Every correction, oldest first."""
+        return list(self.db["corrections"].rows_where(order_by="id"))
+
+    def drop_feedback(self, table: str, ids: list[int]) -> None:
+        """Leave votes or corrections out of training; they still count in the rankings."""
+        with self.db.atomic():
+            for row_id in ids:
+                self.db[table].update(row_id, {"dropped": 1})
 
     def votes(self) -> list[dict]:
         """Every vote, oldest first."""

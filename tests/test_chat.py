@@ -11,7 +11,7 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
-from studio.chat import FairQueue, GenerationSettings, ModelServer, build_prompt, choose
+from studio.chat import FairQueue, GenerationSettings, ModelServer, build_prompt, choose, choose_listed
 from studio.cli import main
 from studio.errors import ChatError, NotFound
 from studio.votes import record_vote, win_rates
@@ -86,9 +86,9 @@ def test_streaming_yields_the_full_text_with_tokens_per_second(trained, server, 
     growing = [u.text for u in updates if u.state == "answering"]
     assert len(growing) > 3 and all(later.startswith(earlier) for earlier, later in zip(growing, growing[1:]))
     final = updates[-1]
-    assert final.state == "done" and final.text == references["adapter"]
-    assert 0 < final.tokens <= GREEDY.max_new_tokens and final.tokens_per_second > 0
-    assert final.describe().endswith("tokens/s · done")
+    assert final.state == "cut" and final.text == references["adapter"]  # its answer takes 17 tokens
+    assert final.tokens == GREEDY.max_new_tokens and final.tokens_per_second > 0
+    assert "tokens/s · done, but cut off at the token limit" in final.describe()
 
 
 def test_a_long_answer_can_be_stopped(trained, server):
@@ -101,6 +101,29 @@ def test_a_long_answer_can_be_stopped(trained, server):
     assert update.state == "stopped" and 3 <= update.tokens < 10
 
 
+def test_an_answer_that_reaches_the_token_limit_is_marked_cut(trained, server):
+    settings, store, job, adapter = trained
+    cut = server.answer(choose("bundled", settings, store), ask("Tell me a long story about a dragon."),
+                        GenerationSettings(temperature=0, max_new_tokens=5))
+    assert (cut.state, cut.tokens, cut.complete) == ("cut", 5, True)
+    assert cut.describe().endswith("· done, but cut off at the token limit (raise Max new tokens to read the rest)")
+    finished = server.answer(choose(f"adapter:{adapter.id}", settings, store), ask(QUESTION), GenerationSettings(temperature=0, max_new_tokens=40))
+    assert finished.state == "done" and finished.tokens < 40
+
+
+def test_the_web_model_box_takes_only_listed_models_and_says_nothing_of_other_paths(trained, tmp_path):
+    settings, store, job, adapter = trained
+    assert choose_listed(f"adapter:{adapter.id}", settings, store).key == choose_listed(adapter.name, settings, store).key
+    assert choose_listed("base:bundled", settings, store).key == "base:bundled"
+    (tmp_path / "config.json").write_text("{}")
+    answers = []
+    for path in ("/etc", str(tmp_path), "/no/such/folder", "../../etc/passwd"):
+        with pytest.raises(ChatError) as refused:
+            choose_listed(path, settings, store)
+        answers.append(str(refused.value).replace(path, "PATH"))
+    assert len(set(answers)) == 1 and answers[0].startswith("'PATH' is not one of the studio's models. Pick"), answers
+
+
 def test_requests_take_turns_first_come_first_served(trained, server):
     settings, store, job, adapter = trained
     base, short = choose("bundled", settings, store), GenerationSettings(temperature=0, max_new_tokens=3)
@@ -109,8 +132,8 @@ def test_requests_take_turns_first_come_first_served(trained, server):
     second = server.stream(base, ask("Hi"), short)
     waiting = next(second)
     assert (waiting.state, waiting.ahead, waiting.describe()) == ("waiting", 1, "Waiting for its turn: 1 answer ahead.")
-    assert list(first)[-1].state == "done"
-    assert list(second)[-1].state == "done"
+    assert list(first)[-1].state == "cut"  # three tokens: both answers run to the limit
+    assert list(second)[-1].state == "cut"
 
     queue = FairQueue()
     tickets = [queue.join() for _ in range(3)]

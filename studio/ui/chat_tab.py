@@ -1,25 +1,31 @@
 """The Chat tab: A and B answer one message side by side, streaming, with the same settings;
-votes on which answered better, and each pair's win rate."""
+votes on which answered better, corrections (Edit), the feedback collected, and each pair's win rate."""
 
+import dataclasses
 import threading
 
 import gradio as gr
 
-from studio.chat import Choice, GenerationSettings, ModelServer, choose
+from jobs.control import submit_feedback_training
+from studio.chat import GenerationSettings, ModelServer, choose_listed
 from studio.errors import ChatError
+from studio.feedback import Answered, correct, drop, feedback_items, swapped_sides
+from studio.feedback import vote as record_feedback_vote
 from studio.models import BUNDLED_NAME
 from studio.settings import Settings
 from studio.store import Store
 from studio.ui.errors import shown_to_user
 from studio.ui.refresh import on_show
-from studio.votes import WINNERS, record_vote, win_rates
+from studio.votes import WINNERS, leaderboard, win_rates
 
 VOTE_HEADERS = ["model 1", "model 2", "up to", "votes", "1 wins", "2 wins", "ties", "1 win rate"]
+LEADERBOARD_HEADERS = ["model", "rating", "95% range", "votes", "wins"]
+FEEDBACK_HEADERS = ["item", "when (UTC)", "verdict", "message", "preferred answer", "other answer"]
 
 
 def model_choices(store: Store) -> list[tuple[str, str]]:
-    adapters = [(f"{a.name} (adapter #{a.id}{', stopped early' if a.status == 'cancelled' else ''})", f"adapter:{a.id}")
-                for a in store.adapters()]
+    adapters = [(f"{a.name} (adapter #{a.id}{f', continues #{a.parent_id}' if a.parent_id else ''}"
+                 f"{', stopped early' if a.status == 'cancelled' else ''})", f"adapter:{a.id}") for a in store.adapters()]
     names = {a.id: a.name for a in store.adapters()}
     merged = [(f"{names.get(m.adapter_id, 'adapter')} merged ({m.dtype}, model #{m.id})", f"base:{m.path}") for m in store.merges()]
     return [(f"{BUNDLED_NAME} (base model)", "base:bundled")] + adapters + merged
@@ -28,6 +34,18 @@ def model_choices(store: Store) -> list[tuple[str, str]]:
 def vote_rows(store: Store) -> list[list]:
     return [[r.first, r.second, r.day, r.votes, r.first_wins, r.second_wins, r.ties, f"{r.first_win_rate:.0%}"]
             for r in win_rates(store)]
+
+
+def leaderboard_rows(store: Store) -> list[list]:
+    return [[s.label, round(s.rating), f"{s.low:.0f} to {s.high:.0f}", s.votes, s.wins] for s in leaderboard(store)]
+
+
+def feedback_rows(store: Store, model_ref: str | None) -> list[list]:
+    """The Feedback panel's table for a model picked in the list (all when none): newest first, who won, both answers."""
+    # The list names a merged model "base:PATH"; its answers are kept under its chat key, "model:PATH".
+    key = f"model:{model_ref[5:]}" if model_ref and model_ref.startswith("base:") and model_ref != "base:bundled" else model_ref
+    return [[i.ref, i.created[:16].replace("T", " "), i.verdict, i.prompt, i.chosen or "", i.rejected or ""]
+            for i in feedback_items(store, key or None)]
 
 
 def plain_turns(history: list[dict] | None) -> list[dict]:
@@ -46,7 +64,7 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
                 "Leave B empty to chat with A alone. Answers take turns on this machine, so B starts when A is done.")
     with gr.Row():
         model_a = gr.Dropdown(model_choices(store), value="base:bundled", label="Model A", allow_custom_value=True,
-                              info="The base model, a trained adapter, or type the folder of a merged model.", elem_id="chat-model-a")
+                              info="The base model, a trained adapter or a merged model.", elem_id="chat-model-a")
         model_b = gr.Dropdown([("(none: chat with A alone)", "")] + model_choices(store), value="", label="Model B",
                               allow_custom_value=True, info="The model to compare A with.", elem_id="chat-model-b")
     with gr.Accordion("Generation settings (the same for A and B)", open=False):
@@ -54,15 +72,24 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
             temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature", elem_id="chat-temperature", info="0 gives the same answer every time; higher is more varied.")
             top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label="Top-p", info="Pick words only from the likeliest that make up this share.")
             max_new_tokens = gr.Slider(1, 1024, value=256, step=1, label="Max new tokens", elem_id="chat-max-new-tokens", info="The longest answer, in tokens.")
-            seed = gr.Number(0, precision=0, label="Seed", info="The same seed and settings give the same answers.")
+            seed = gr.Number(0, precision=0, label="Seed", elem_id="chat-seed", info="The same seed and settings give the same answers.")
+        blind = gr.Checkbox(False, label="Blind A/B", elem_id="chat-blind",
+                            info="Hide which model answers on which side until you vote. The sides are drawn at random for each "
+                                 "message (the same seed draws the same sides).")
         system = gr.Textbox(label="System prompt", lines=2, info="Instructions both models read before the conversation.")
     with gr.Row():
         with gr.Column():
             status_a = gr.Markdown(elem_id="chat-status-a")
             chat_a = gr.Chatbot(label="A", height=420, buttons=["copy", "copy_all"], elem_id="chat-a")
+            edit_a = gr.Button("Edit A's answer", size="sm", interactive=False, elem_id="chat-edit-a")
         with gr.Column(visible=False) as column_b:
             status_b = gr.Markdown(elem_id="chat-status-b")
             chat_b = gr.Chatbot(label="B", height=420, buttons=["copy", "copy_all"], elem_id="chat-b")
+            edit_b = gr.Button("Edit B's answer", size="sm", interactive=False, elem_id="chat-edit-b")
+    with gr.Group(visible=False) as correction_box:
+        correction = gr.Textbox(label="The answer you wanted", lines=4, elem_id="chat-correction",
+                                info="Kept as a correction: an instruction row, and a pair preferring it over the model's answer.")
+        save_correction = gr.Button("Save correction", variant="primary", elem_id="chat-save-correction")
     message = gr.Textbox(label="Message", placeholder="Type a message and press Enter",
                          info="Sent to A and B alike; each keeps its own conversation.", elem_id="chat-message")
     with gr.Row():
@@ -70,16 +97,34 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
         stop = gr.Button("Stop", variant="stop", elem_id="chat-stop")
         clear = gr.Button("Clear", elem_id="chat-clear")
     with gr.Row(visible=False) as vote_row:
-        vote_buttons = {winner: gr.Button(text, elem_id=f"chat-vote-{winner}") for winner, text in WINNERS.items()}
+        # Enabled once both answers are complete, until the vote: one vote per pair of answers.
+        vote_buttons = {winner: gr.Button(text, interactive=False, elem_id=f"chat-vote-{winner}") for winner, text in WINNERS.items()}
     voted = gr.Markdown(elem_id="chat-voted")
     table = gr.Dataframe(vote_rows(store), headers=VOTE_HEADERS, interactive=False, elem_id="chat-votes",
                          label="Win rates to date, per pair (a tie counts half)")
+    standings = gr.Dataframe(leaderboard_rows(store), headers=LEADERBOARD_HEADERS, interactive=False, elem_id="chat-leaderboard",
+                             label="Leaderboard from all votes: Bradley-Terry rating on the Elo scale (1000 is an average model; "
+                                   "+400 means ten times the odds of winning); the range narrows as votes come in")
+    with gr.Accordion("Feedback: votes and corrections collected for training", open=False):
+        feedback_model = gr.Dropdown([("(every model)", "")] + model_choices(store), value="", label="Feedback about",
+                                     elem_id="chat-feedback-model")
+        feedback_table = gr.Dataframe(feedback_rows(store, None), headers=FEEDBACK_HEADERS, interactive=False, wrap=True,
+                                      elem_id="chat-feedback", label="Newest first. Ties and identical answers are kept for the ranking but are not pairs.")
+        with gr.Row():
+            feedback_pick = gr.Dropdown([], multiselect=True, label="Items", elem_id="chat-feedback-items",
+                                        info="The items to drop from training, or to train on.")
+            drop_button = gr.Button("Drop from training", elem_id="chat-feedback-drop")
+            train_button = gr.Button("Train on feedback", variant="primary", elem_id="chat-feedback-train")
+        gr.Markdown("*Train on feedback* saves the picked wins and corrections as a preference dataset and queues a DPO job "
+                    "that continues the adapter picked in *Feedback about*; the new adapter lists it as its parent.")
     last_pair = gr.State(None)  # what answered the last message, until it gets its vote
+    last_answers = gr.State({})  # side -> the last complete answer, for Edit
+    editing = gr.State(None)  # the side whose answer is being corrected
     stops: dict[str, threading.Event] = {}  # one per browser session: Stop sets it
 
     @shown_to_user
     def respond(text, a_ref, b_ref, history_a, history_b, temperature_value, top_p_value, max_tokens, seed_value, system_prompt,
-                request: gr.Request):
+                blind_value, request: gr.Request):
         if not (text or "").strip():
             raise ChatError("Type a message first.")
         if not a_ref:
@@ -87,13 +132,16 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
         generation = GenerationSettings(float(temperature_value), float(top_p_value), int(max_tokens), int(seed_value or 0),
                                         (system_prompt or "").strip())
         generation.validate()
-        sides = [choose(a_ref, settings, store)] + ([choose(b_ref, settings, store)] if b_ref else [])
+        sides = [choose_listed(a_ref, settings, store)] + ([choose_listed(b_ref, settings, store)] if b_ref else [])
         stop_event = stops.setdefault(request.session_hash, threading.Event())
         stop_event.clear()
         histories = [plain_turns(history_a), plain_turns(history_b)]
+        hidden = bool(blind_value and b_ref)
+        if hidden and swapped_sides(generation.seed, sum(t["role"] == "user" for t in histories[0])):
+            sides.reverse()
         shown = [list(h) for h in histories]
         statuses = ["", "Waiting for A to finish: the two answer in turn." if b_ref else ""]
-        done = []
+        done = {}
         for side, choice in enumerate(sides):
             if stop_event.is_set():
                 statuses[side] = "Stopped before this side answered."
@@ -102,45 +150,99 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
             shown[side] = turns + [{"role": "assistant", "content": ""}]
             for update in server.stream(choice, turns, generation, stop_event):
                 shown[side][-1]["content"] = update.text
-                statuses[side] = f"**{choice.label}** · {update.describe()}"
-                yield shown[0], shown[1], *statuses, "", None
-            done.append(choice)
-        yield shown[0], shown[1], *statuses, "", _pair(done, text)
-
-    def _pair(done: list[Choice], prompt: str) -> dict | None:
-        if len(done) < 2:
-            return None
-        return {"a_key": done[0].key, "a_label": done[0].label, "b_key": done[1].key, "b_label": done[1].label, "prompt": prompt}
+                statuses[side] = f"**{'Model ' + 'AB'[side] if hidden else choice.label}** · {update.describe()}"
+                yield shown[0], shown[1], *statuses, "", None, {}
+            if update.complete:
+                done["ab"[side]] = dataclasses.asdict(Answered(choice.key, choice.label, turns, update.text))
+        # Only two complete answers make a pair to vote on (not a stopped one, nor A alone).
+        pair = {**done, "generation": dataclasses.asdict(generation), "blind": hidden} if len(done) == 2 else None
+        yield shown[0], shown[1], *statuses, "", pair, {**done, "generation": dataclasses.asdict(generation)}
 
     def stop_answer(request: gr.Request) -> None:
         stops.setdefault(request.session_hash, threading.Event()).set()
 
     def cleared():
-        return [], [], "", "", None, ""
+        return [], [], "", "", None, "", {}
 
-    chat_outputs = [chat_a, chat_b, status_a, status_b, message, last_pair]
-    chat_inputs = [message, model_a, model_b, chat_a, chat_b, temperature, top_p, max_new_tokens, seed, system]
+    chat_outputs = [chat_a, chat_b, status_a, status_b, message, last_pair, last_answers]
+    chat_inputs = [message, model_a, model_b, chat_a, chat_b, temperature, top_p, max_new_tokens, seed, system, blind]
     send.click(respond, chat_inputs, chat_outputs, api_name="chat")
     message.submit(respond, chat_inputs, chat_outputs, api_visibility="private")
     stop.click(stop_answer, None, None, api_name="stop")
-    clear_outputs = [chat_a, chat_b, status_a, status_b, last_pair, voted]
+    clear_outputs = [chat_a, chat_b, status_a, status_b, last_pair, voted, last_answers]
     clear.click(cleared, None, clear_outputs, api_name="clear")
     # Another model makes the conversation so far someone else's: start afresh.
     model_a.input(cleared, None, clear_outputs)
     model_b.input(cleared, None, clear_outputs)
     model_b.change(lambda ref: (gr.Column(visible=bool(ref)), gr.Row(visible=bool(ref))), model_b, [column_b, vote_row])
-    on_show(page, lambda: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store)),
-                         vote_rows(store)), None, [model_a, model_b, table])
+    last_pair.change(lambda pair: [gr.Button(interactive=pair is not None)] * len(vote_buttons), last_pair,
+                     list(vote_buttons.values()), show_progress="hidden")
+    last_answers.change(lambda answers: (gr.Button(interactive="a" in answers), gr.Button(interactive="b" in answers),
+                                         gr.Group(visible=False)), last_answers, [edit_a, edit_b, correction_box], show_progress="hidden")
+
+    def refreshed_feedback(model_key: str | None):
+        rows = feedback_rows(store, model_key)
+        return rows, gr.Dropdown(choices=[row[0] for row in rows], value=[])
+
+    feedback_outputs = [feedback_table, feedback_pick]
+    feedback_model.change(refreshed_feedback, feedback_model, feedback_outputs)
+
+    def edit(side: str):
+        def open_box(answers: dict):
+            return gr.Group(visible=True), gr.Textbox(value=answers.get(side, {}).get("answer", ""), label=f"The answer you wanted from {side.upper()}"), side
+
+        return open_box
+
+    edit_a.click(edit("a"), last_answers, [correction_box, correction, editing])
+    edit_b.click(edit("b"), last_answers, [correction_box, correction, editing])
+
+    @shown_to_user
+    def save(side: str | None, text: str, answers: dict, model_key: str | None):
+        if side not in answers:
+            raise ChatError("There is no complete answer to correct. Send a message, let the answer finish, then press Edit.")
+        correct(store, Answered(**answers[side]), text or "", answers["generation"])
+        return (f"Saved your correction of {side.upper()}'s answer.", gr.Group(visible=False),
+                *refreshed_feedback(model_key))
+
+    save_correction.click(save, [editing, correction, last_answers, feedback_model], [voted, correction_box, *feedback_outputs],
+                          api_name="correct")
+
+    @shown_to_user
+    def drop_items(refs: list[str] | None, model_key: str | None):
+        drop(store, refs or [])
+        return f"Dropped {len(refs)} item{'s' if len(refs) != 1 else ''} from training.", *refreshed_feedback(model_key)
+
+    drop_button.click(drop_items, [feedback_pick, feedback_model], [voted, *feedback_outputs], api_name="drop_feedback")
+
+    @shown_to_user
+    def train_on(refs: list[str] | None, model_ref: str | None):
+        if not (model_ref or "").startswith("adapter:"):
+            raise ChatError("Pick the adapter to continue in 'Feedback about' first: Train on feedback continues an adapter with DPO.")
+        job = submit_feedback_training(store, settings.datasets_dir, int(model_ref.split(":")[1]), refs or [])
+        pairs = store.dataset(job.dataset_id).rows
+        return (f"Queued job {job.id} '{job.name}': DPO on {pairs} pair{'s' if pairs != 1 else ''}, continuing adapter "
+                f"#{job.spec['start_adapter_id']}. Follow it in the Jobs tab; the new adapter then appears here and in Compare.")
+
+    train_button.click(train_on, [feedback_pick, feedback_model], voted, api_name="train_on_feedback")
+    on_show(page, lambda model_key: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store)),
+                                   vote_rows(store), leaderboard_rows(store), gr.Dropdown(choices=[("(every model)", "")] + model_choices(store)),
+                                   *refreshed_feedback(model_key)),
+                feedback_model, [model_a, model_b, table, standings, feedback_model, *feedback_outputs])
 
     def vote_for(winner: str):
         @shown_to_user
-        def vote(pair: dict | None):
-            if pair is None:
-                raise ChatError("Send a message to both A and B, then vote once on their answers.")
-            record_vote(store, winner=winner, **pair)
-            return f"Saved: {WINNERS[winner]} ({pair['a_label']} vs {pair['b_label']}).", vote_rows(store), None
+        def vote(pair: dict | None, model_key: str | None):
+            if pair is None:  # said in place, not raised: an error would mark the last vote's confirmation and table as failed
+                return ("Nothing to vote on: votes count once both A and B have answered the last message in full, "
+                        "and once per pair of answers."), gr.skip(), gr.skip(), None, gr.skip(), gr.skip()
+            record_feedback_vote(store, Answered(**pair["a"]), Answered(**pair["b"]), winner, pair["generation"])
+            who = (f". Revealed: A was {pair['a']['label']}, B was {pair['b']['label']}." if pair["blind"]
+                   else f" ({pair['a']['label']} vs {pair['b']['label']}).")
+            return (f"Saved: {WINNERS[winner]}{who}", vote_rows(store), leaderboard_rows(store),
+                    None, *refreshed_feedback(model_key))
 
         return vote
 
     for winner, button in vote_buttons.items():
-        button.click(vote_for(winner), last_pair, [voted, table, last_pair], api_name=f"vote_{winner}")
+        button.click(vote_for(winner), [last_pair, feedback_model], [voted, table, standings, last_pair, *feedback_outputs],
+                     api_name=f"vote_{winner}")

@@ -23,7 +23,7 @@ from studio.sweeps import parse_sweep, sweep_specs
 from studio.ui.errors import shown_to_user
 from studio.ui.refresh import on_show
 
-ADVANCED = [f for f in dataclasses.fields(TrainSpec) if f.name != "method"]
+ADVANCED = [f for f in dataclasses.fields(TrainSpec) if f.name not in ("method", "start_adapter_id")]
 
 
 @dataclass
@@ -102,6 +102,9 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
             if dataset_id is None:
                 return "Choose a dataset to see how long training will take."
             saved = store.dataset(int(dataset_id))
+            if saved.shape == "preference":  # pairs: no instruction rows to measure
+                return ("DPO on preference pairs: no time estimate for it yet." if spec.objective == "dpo" else
+                        "⚠️ This dataset holds preference pairs: set Objective to 'dpo' under Advanced settings.")
             model_dir = resolve_model(model_ref or BUNDLED, settings.models_dir)
             rows, mean = _mean_tokens(saved.path, saved.template, model_dir)
             return estimate(spec, model_dir, rows, mean, pick_device().name).describe(pick_device().name)

@@ -1,0 +1,185 @@
+"""Feedback from the Chat tab: votes that keep what they judged, and corrections.
+
+A vote stores the conversation so far, both full answers, the models and the generation
+settings. A win is a preference pair (the winner's answer over the loser's); a tie, or two
+identical answers, is not. A correction is the answer the user wanted: an instruction row,
+and a pair preferring it over the model's answer. The user can drop items from training;
+dropped votes still count in the rankings (studio.votes).
+"""
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.data import store_records
+from studio.errors import ChatError
+from studio.store import AdapterRecord, DatasetRecord, Store
+from studio.votes import record_vote
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One complete answer and what it answered: the thing a vote or a correction judges."""
+
+    key: str  # the model, as studio.chat.Choice.key
+    label: str
+    turns: list[dict]  # the conversation up to and including the user's message, {"role", "content"}
+    answer: str
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    """A vote or a correction as the Feedback panel lists it."""
+
+    ref: str  # "vote:ID" or "correction:ID"
+    created: str
+    turns: list[dict]
+    verdict: str  # who won, in words
+    chosen: str | None  # None when the item is not a pair (a tie, identical answers)
+    rejected: str | None
+    model_keys: tuple[str, ...]  # the models the item is about
+    generation: dict
+
+    @property
+    def prompt(self) -> str:
+        return self.turns[-1]["content"]
+
+    @property
+    def is_pair(self) -> bool:
+        return self.chosen is not None
+
+
+def swapped_sides(seed: int, message_number: int) -> bool:
+    """Blind A/B: whether the second model answers on side A for this message of the conversation.
+    Drawn at random per message, the same for the same seed and message number, so a session can be replayed."""
+    return random.Random(f"blind:{seed}:{message_number}").random() < 0.5
+
+
+def vote(store: Store, a: Answered, b: Answered, winner: str, generation: dict) -> int:
+    """Store a vote on two complete answers to the same message, with both answers and conversations; returns its id.
+
+    Each side keeps its own conversation, so earlier answers may differ: a pair's prompt is the
+    conversation the winner answered. Raises ChatError when an answer is missing.
+    """
+    if not a.answer.strip() or not b.answer.strip():
+        raise ChatError("Both A and B must answer the message in full before a vote: wait for both answers, then vote.")
+    if a.turns[-1] != b.turns[-1]:
+        raise ChatError("A and B answered different messages, so their answers cannot be compared. Press Clear and ask again.")
+    details = {"a_turns": json.dumps(a.turns), "b_turns": json.dumps(b.turns), "a_answer": a.answer, "b_answer": b.answer,
+               "generation": json.dumps(generation)}
+    return record_vote(store, a_key=a.key, a_label=a.label, b_key=b.key, b_label=b.label, winner=winner,
+                       prompt=a.turns[-1]["content"], details=details)
+
+
+def correct(store: Store, answered: Answered, correction: str, generation: dict) -> int:
+    """Store the answer the user wanted instead of a model's; returns the correction's id.
+
+    Raises ChatError for an empty correction or one equal to the model's answer.
+    """
+    correction = correction.strip()
+    if not correction:
+        raise ChatError("The correction is empty. Write the answer you wanted, then save it.")
+    if correction == answered.answer.strip():
+        raise ChatError("The correction is the model's own answer, unchanged. Edit it into the answer you wanted, then save it.")
+    return store.add_correction(model_key=answered.key, model_label=answered.label, turns=json.dumps(answered.turns),
+                                answer=answered.answer, correction=correction, generation=json.dumps(generation))
+
+
+def feedback_items(store: Store, model_key: str | None = None) -> list[FeedbackItem]:
+    """The votes (with their answers) and corrections not dropped, newest first; only those about
+    `model_key` when given."""
+    items = [_vote_item(v) for v in store.votes() if v.get("a_turns") and not v.get("dropped")]
+    items += [_correction_item(c) for c in store.corrections() if not c["dropped"]]
+    items.sort(key=lambda item: (item.created, item.ref.split(":")[0], int(item.ref.split(":")[1])), reverse=True)
+    return [item for item in items if model_key is None or model_key in item.model_keys]
+
+
+def _vote_item(row: dict) -> FeedbackItem:
+    answers = {side: (row[f"{side}_answer"], row[f"{side}_key"], row[f"{side}_label"], json.loads(row[f"{side}_turns"])) for side in "ab"}
+    base = {"ref": f"vote:{row['id']}", "created": row["created"], "model_keys": (row["a_key"], row["b_key"]),
+            "generation": json.loads(row["generation"] or "{}")}
+    if row["winner"] == "tie" or row["a_answer"].strip() == row["b_answer"].strip():
+        verdict = "tie: not a pair" if row["winner"] == "tie" else "identical answers: not a pair"
+        return FeedbackItem(**base, turns=answers["a"][3], verdict=verdict, chosen=None, rejected=None)
+    won, lost = answers[row["winner"]], answers["b" if row["winner"] == "a" else "a"]
+    return FeedbackItem(**base, turns=won[3], verdict=f"{won[2]} over {lost[2]}", chosen=won[0], rejected=lost[0])
+
+
+def _correction_item(row: dict) -> FeedbackItem:
+    return FeedbackItem(ref=f"correction:{row['id']}", created=row["created"], turns=json.loads(row["turns"]),
+                        verdict=f"corrected {row['model_label']}", chosen=row["correction"], rejected=row["answer"], model_keys=(row["model_key"],),
+                        generation=json.loads(row["generation"] or "{}"))
+
+
+def drop(store: Store, refs: list[str]) -> None:
+    """Leave items out of training, by their refs ("vote:3", "correction:2"). Raises ChatError for none or an unknown ref."""
+    if not refs:
+        raise ChatError("No feedback is selected. Pick the items to drop from the list, then press Drop.")
+    known = {item.ref for item in feedback_items(store)}
+    unknown = [ref for ref in refs if ref not in known]
+    if unknown:
+        raise ChatError(f"No feedback item is called {', '.join(unknown)} (or it was dropped already). Pick items from the Feedback list.")
+    for table, kind in (("votes", "vote"), ("corrections", "correction")):
+        store.drop_feedback(table, [int(ref.split(":")[1]) for ref in refs if ref.startswith(f"{kind}:")])
+
+
+def select(store: Store, refs: list[str]) -> list[FeedbackItem]:
+    """The items named by `refs`, in the list's order. Raises ChatError when none is named or one is unknown."""
+    if not refs:
+        raise ChatError("No feedback is selected. Tick the votes and corrections to use, then try again.")
+    items = {item.ref: item for item in feedback_items(store)}
+    unknown = [ref for ref in refs if ref not in items]
+    if unknown:
+        raise ChatError(f"No feedback item is called {', '.join(unknown)} (or it was dropped). Pick items from the Feedback list.")
+    return [items[ref] for ref in refs]
+
+
+def preference_rows(items: list[FeedbackItem]) -> list[dict]:
+    """The pairs among `items` as preference rows: {"prompt", "chosen", "rejected"} for a single question,
+    chat-format conversations (the same turns, then each answer) when there were earlier turns or a system prompt.
+    Each row names its source item, for lineage."""
+    rows = []
+    for item in items:
+        if not item.is_pair:
+            continue
+        turns = _with_system(item)
+        if len(turns) == 1:
+            rows.append({"prompt": item.prompt, "chosen": item.chosen, "rejected": item.rejected, "source": item.ref})
+        else:
+            rows.append({"chosen": turns + [{"role": "assistant", "content": item.chosen}],
+                         "rejected": turns + [{"role": "assistant", "content": item.rejected}], "source": item.ref})
+    return rows
+
+
+def _with_system(item: FeedbackItem) -> list[dict]:
+    system = (item.generation.get("system_prompt") or "").strip()
+    return ([{"role": "system", "content": system}] if system else []) + item.turns
+
+
+def export(store: Store, path: Path, refs: list[str] | None = None) -> int:
+    """Write the chosen items' pairs (corrections as pairs too) as a JSONL preference file the Data tab reads back;
+    all items when `refs` is None. Returns the rows written. Raises ChatError when there is no pair to write."""
+    items = feedback_items(store) if refs is None else select(store, refs)
+    rows = preference_rows(items)
+    if not rows:
+        raise ChatError("None of this feedback is a preference pair (ties and identical answers are not). "
+                        "Vote on answers that differ, or correct an answer, then export again.")
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return len(rows)
+
+
+def feedback_dataset(store: Store, datasets_dir: Path, adapter: AdapterRecord, refs: list[str]) -> DatasetRecord:
+    """The chosen items' pairs (corrections as pairs too) saved as a preference dataset for DPO on `adapter`;
+    its source names the items, the lineage back to the votes and corrections.
+
+    Raises ChatError when nothing is selected, an item is unknown, or none of the items is a pair.
+    """
+    items = select(store, refs)
+    records = [{"prompt": _with_system(i), "chosen": i.chosen, "rejected": i.rejected} for i in items if i.is_pair]
+    if not records:
+        raise ChatError("None of the selected feedback is a preference pair (ties and identical answers are not). "
+                        "Select wins or corrections, then train again.")
+    return store_records(store, datasets_dir, records, name=f"feedback on {adapter.name}", format="feedback", shape="preference",
+                         mapping={}, template="chat", validation_fraction=0.0, split_seed=42,
+                         source_file="chat feedback: " + ", ".join(i.ref for i in items if i.is_pair))
