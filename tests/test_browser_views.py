@@ -45,9 +45,9 @@ def check_chart(page, chart_id: str, names: list[str], lone: str | None = None) 
         assert point.count() == 1 and inside(point.bounding_box(), box)
 
 
-def test_jobs_and_compare_show_labelled_charts_and_only_the_actions_that_apply(views_home, studio_without_worker, page):
+def test_jobs_and_compare_show_labelled_charts_and_only_the_actions_that_apply(views_home, evaluated, studio_without_worker, page):
     store, qlora_job, stopped = views_home
-    adapter = store.adapter(qlora_job.adapter_id)
+    adapter = store.adapter(evaluated.adapter_id)  # Compare shows answers of an evaluated adapter
     page.goto(studio_without_worker)
 
     # Jobs: a finished job's chart, buttons and log.
