@@ -10,6 +10,7 @@ alone records to the store and saves the adapter.
 """
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from jobs.remote_store import RemoteStore, open_store
 from jobs.reporting import FollowerReporter, StoreReporter, record_failure
+from studio.continuation import start_adapter
 from studio.data import load_records
 from studio.models import resolve_model
 from studio.registry import adapter_folder
@@ -51,8 +53,8 @@ def run_job(settings: Settings, store: Store | RemoteStore, job_id: int) -> Trai
         return None
     adapter = store.add_adapter(
         name=job.name, job_id=job_id, path=result.adapter_dir, base_model=job.base_model, dataset_hash=inputs.dataset_hash,
-        method=inputs.spec.method, spec=job.spec, summary=result.summary(), status="cancelled" if result.cancelled else "complete",
-        parent_id=None,
+        method=inputs.spec.method, spec=json.loads(inputs.spec.to_json()), summary=result.summary(), status="cancelled" if result.cancelled else "complete",
+        parent_id=inputs.spec.start_adapter_id,
     )
     store.update_job(job_id, state="cancelled" if result.cancelled else "succeeded", adapter_id=adapter.id, finished=now())
     log.info("Job %d %s: adapter %d in %s", job_id, "cancelled" if result.cancelled else "succeeded", adapter.id, result.adapter_dir)
@@ -61,11 +63,15 @@ def run_job(settings: Settings, store: Store | RemoteStore, job_id: int) -> Trai
 
 def train_inputs(settings: Settings, store: Store | RemoteStore, job) -> TrainInputs:
     dataset = store.dataset(job.dataset_id)
+    spec = TrainSpec.from_dict(job.spec)
+    start = start_adapter(store, spec, job.base_model, settings.models_dir)
+    if start:
+        log.info(start.note)
     return TrainInputs(
-        spec=TrainSpec.from_dict(job.spec), name=job.name, base_model=job.base_model,
+        spec=start.spec if start else spec, name=job.name, base_model=job.base_model,
         base_dir=resolve_model(job.base_model, settings.models_dir), records=load_records(dataset.path),
         template=dataset.template, validation_fraction=dataset.validation_fraction, split_seed=dataset.split_seed,
-        dataset_hash=dataset.content_hash,
+        dataset_hash=dataset.content_hash, start_adapter=start.adapter.path if start else None,
     )
 
 

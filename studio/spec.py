@@ -6,6 +6,8 @@ from the fields below, so a setting is described once.
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 
 from studio.errors import SpecError
@@ -51,6 +53,8 @@ class TrainSpec:
     gpus: int = setting(1, "GPUs this job trains on at once. More than 1 needs a worker that holds that many (python -m jobs.worker --gpu 0,1).", 1, 64)
     multi_gpu: str = setting("ddp", "How several GPUs share the work: 'ddp' gives each a whole copy of the model (LoRA and QLoRA); "
                                     "'fsdp' splits the model across them, for models too big for one GPU (LoRA, DoRA, rsLoRA).", choices=MULTI_GPU)
+    start_adapter_id: int | None = setting(None, "Continue from this adapter's weights (its id) instead of starting afresh. It must be trained on the "
+                                                 "same base model; its rank, alpha and target layers are used, whatever is set here.", 1, 2**31 - 1)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -69,6 +73,8 @@ class TrainSpec:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             value, meta = getattr(self, f.name), f.metadata
+            if value is None:
+                continue  # an optional setting left unset
             if meta["choices"] and value not in meta["choices"]:
                 raise SpecError(f"{label(f.name)} must be one of {', '.join(meta['choices'])}, not '{value}'.")
             if meta["min"] is not None and not meta["min"] <= value <= meta["max"]:
@@ -81,6 +87,10 @@ class TrainSpec:
 
 def _coerce(cls, name: str, value):
     kind = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    if isinstance(kind, types.UnionType):  # an optional setting: None, or a value of its one other type
+        if value is None or value == "":
+            return None
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
     kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind, kind) if isinstance(kind, str) else kind
     try:
         if kind is bool and isinstance(value, str):

@@ -55,6 +55,7 @@ class TrainInputs:
     validation_fraction: float
     split_seed: int
     dataset_hash: str
+    start_adapter: Path | None = None  # an adapter folder whose weights the run continues from (studio.continuation)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def _encode_split(inputs: TrainInputs, tokenizer, cache_dir: Path) -> tuple[list
 
 
 def _adapter_model(inputs: TrainInputs, device: Device):
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     spec = inputs.spec
     # On a GPU with bf16 units the frozen base stays in bf16, so no step casts it again; the LoRA
@@ -158,6 +159,8 @@ def _adapter_model(inputs: TrainInputs, device: Device):
     model = load_base_model(inputs.base_dir, quantize_4bit=spec.method == "qlora", device=device, dtype=dtype)
     if spec.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
+    if inputs.start_adapter:  # its own saved config shapes the adapter; the spec was reshaped to match it
+        return PeftModel.from_pretrained(model, str(inputs.start_adapter), is_trainable=True)
     config = LoraConfig(r=spec.rank, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout, task_type="CAUSAL_LM",
                         target_modules=lora_targets(model.config.model_type, spec.target_modules),
                         use_dora=spec.method == "dora", use_rslora=spec.method == "rslora")

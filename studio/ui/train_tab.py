@@ -22,7 +22,7 @@ from studio.store import Store
 from studio.sweeps import parse_sweep, sweep_specs
 from studio.ui.errors import shown_to_user
 
-ADVANCED = [f for f in dataclasses.fields(TrainSpec) if f.name != "method"]
+ADVANCED = [f for f in dataclasses.fields(TrainSpec) if f.name not in ("method", "start_adapter_id")]
 
 
 @dataclass
