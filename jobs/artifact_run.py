@@ -6,6 +6,7 @@ from pathlib import Path
 
 from jobs.reporting import record_failure
 from studio.evaluate import evaluate_adapter
+from studio.verdict import verdict_for, write_to_card
 from studio.export import check_prompts, merge_adapter, mix_adapters, mixed_dataset_hash
 from studio.models import resolve_model
 from studio.registry import adapter_folder, slug
@@ -52,9 +53,13 @@ def _progress(store: Store, job_id: int):
 
 
 def _evaluate(settings: Settings, store: Store, job: JobRecord) -> None:
-    evaluation = evaluate_adapter(store, settings.models_dir, job.spec["adapter_id"], job.id, _progress(store, job.id))
-    log.info("Validation loss %.4f -> %.4f, ROUGE-L %.3f -> %.3f (base -> adapter)", evaluation.base_loss,
+    evaluation = evaluate_adapter(store, settings.models_dir, job.spec["adapter_id"], job.id, _progress(store, job.id),
+                                  test_dataset_id=job.spec.get("test_dataset_id"))
+    log.info("Loss on %s %.4f -> %.4f, ROUGE-L %.3f -> %.3f (base -> adapter)", evaluation.source, evaluation.base_loss,
              evaluation.adapter_loss, evaluation.base_rouge, evaluation.adapter_rouge)
+    verdict = verdict_for(store, evaluation.adapter_id)
+    write_to_card(store.adapter(evaluation.adapter_id).path, verdict)
+    log.info("Verdict: %s", verdict)
 
 
 def _merge(settings: Settings, store: Store, job: JobRecord) -> None:

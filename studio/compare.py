@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from studio.evaluate import changes
 from studio.store import AdapterRecord, EvaluationRecord, Store
 from studio.sweeps import SweepResult
+from studio.verdict import Verdict, verdict_for
 
 BASE = "base"  # the choice that stands for the base model without an adapter
 
@@ -18,6 +19,7 @@ class Column:
     title: str
     adapter: AdapterRecord | None  # None for the base model
     evaluation: EvaluationRecord | None
+    verdict: Verdict | None = None  # from the latest evaluation
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ def columns(store: Store, choices: list[str]) -> list[Column]:
             found.append(Column("base model", None, None))
         else:
             adapter = store.adapter(int(choice))
-            found.append(Column(f"#{adapter.id} {adapter.name}", adapter, store.latest_evaluation(adapter.id)))
+            found.append(Column(f"#{adapter.id} {adapter.name}", adapter, store.latest_evaluation(adapter.id), verdict_for(store, adapter.id)))
     return found
 
 
@@ -73,8 +75,14 @@ def metrics_table(chosen: list[Column]) -> Table:
         value = column.adapter.summary.get(key) if column.adapter else None
         return "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
-    rows = [[label] + [summary(c, key) for c in chosen] for label, key in
-            [("training steps", "steps"), ("final training loss", "final_loss"), ("validation loss in training", "eval_loss")]]
+    def said(column: Column) -> str:
+        if column.adapter is None:
+            return "—"
+        return f"{column.verdict.sentence} {column.verdict.judged_on}" if column.verdict else "not evaluated yet"
+
+    rows = [["verdict"] + [said(c) for c in chosen]]
+    rows += [[label] + [summary(c, key) for c in chosen] for label, key in
+             [("training steps", "steps"), ("final training loss", "final_loss"), ("validation loss in training", "eval_loss")]]
     names = [m.name for m in changes(base)] if base else []
     rows += [[f"{name} (base → adapter)"] + [cell(c, i) for c in chosen] for i, name in enumerate(names)]
     return Table(["measure"] + [c.title for c in chosen], rows, [False] * len(rows))

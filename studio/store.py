@@ -154,8 +154,15 @@ def _v8_workers(db: sqlite_utils.Database) -> None:
                           "heartbeat": float, "started": str}, pk="id")
 
 
+def _v9_test_sets(db: sqlite_utils.Database) -> None:
+    db["datasets"].add_column("test_dataset_id", int)  # a user's own test file, saved as a dataset, attached to this one
+    db["jobs"].add_column("test_dataset_id", int)  # ... or to one training job
+    db["evaluations"].add_column("source", str, not_null_default="validation rows")  # what the answers were judged on
+    db["evaluations"].add_column("overlap", int, not_null_default=0)  # test rows whose prompt is also a training row
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
-                                                             _v6_unstopped_answers, _v7_sweeps, _v8_workers]
+                                                             _v6_unstopped_answers, _v7_sweeps, _v8_workers, _v9_test_sets]
 
 
 def now() -> str:
@@ -178,6 +185,7 @@ class DatasetRecord:
     source_file: str
     path: Path
     created: str
+    test_dataset_id: int | None = None  # the user's own test file, when one is attached
 
     @classmethod
     def from_row(cls, row: dict) -> "DatasetRecord":
@@ -205,6 +213,7 @@ class JobRecord:
     started: str | None
     finished: str | None
     sweep: str | None
+    test_dataset_id: int | None = None  # the user's own test file for this job's verdict
 
     @classmethod
     def from_row(cls, row: dict) -> "JobRecord":
@@ -255,6 +264,8 @@ class EvaluationRecord:
     adapter_rouge: float
     created: str
     adapter_unstopped: int  # adapter answers that ran to the length limit without an end-of-sequence token
+    source: str = "validation rows"  # what the answers were judged on: validation rows, a test file, training rows
+    overlap: int = 0  # rows of a test file whose prompt is also a training row
 
 
 @dataclass(frozen=True)
@@ -328,6 +339,12 @@ class Store:
             if ref.strip() in (str(dataset.id), dataset.name):
                 return dataset
         raise NotFound(f"No saved dataset is called '{ref}', and it is not a file. Give a data file or a saved dataset's id or name.")
+
+    def attach_test_set(self, dataset_id: int, test_dataset_id: int | None) -> DatasetRecord:
+        """Judge adapters of a dataset on the user's own test file (a saved dataset) instead of its validation rows."""
+        self.dataset(dataset_id)
+        self.db["datasets"].update(dataset_id, {"test_dataset_id": test_dataset_id})
+        return self.dataset(dataset_id)
 
     def datasets(self) -> list[DatasetRecord]:
         return [DatasetRecord.from_row(r) for r in self.db["datasets"].rows_where(order_by="id desc")]
