@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--model", default="bundled", help="base model whose tokenizer counts tokens")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(run=data_check)
+    attach = data.add_parser("attach-test", help="judge a saved dataset's adapters on a test file of your own")
+    attach.add_argument("dataset", help="a saved dataset's id or name")
+    attach.add_argument("file", type=Path, help="held-out examples, in any format the Data tab reads")
+    attach.set_defaults(run=attach_test_command)
 
     train = commands.add_parser("train", help="train an adapter (here, or on the queue with --enqueue)")
     train.add_argument("--data", required=True, help="a data file, or a saved dataset's id or name")
@@ -136,6 +140,16 @@ def data_check(args: argparse.Namespace) -> int:
         print(f"{report.usable_rows} usable rows of {len(report.records)}.")
         for issue in report.issues:
             print(f"- {issue.message}")
+    return 0
+
+
+def attach_test_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = Store(settings.db_path)
+    dataset = store.find_dataset(args.dataset)
+    test_set = test_set_for(args.file, settings, store, resolve_model("bundled", settings.models_dir))
+    store.attach_test_set(dataset.id, test_set.id)
+    print(f"Adapters of '{dataset.name}' are now judged on '{test_set.name}' ({test_set.rows} rows) instead of its validation rows.")
     return 0
 
 

@@ -41,6 +41,7 @@ MAX_PASSES = 20  # beyond this a tiny dataset is memorised word for word, not le
 MIN_STEPS_PER_PASS = 8  # small datasets get smaller batches, so a pass is still several updates
 BATCH_SIZE = 8
 BUDGET_MINUTES = {"cpu": 9.0, "cuda": 60.0}  # Auto's cap on the training loop
+MIN_STEPS_WHEN_CUT = 100  # Auto's time budget never cuts a run below this many steps
 PATIENCE = 3  # checks (a tenth of the run apart) without a better held-out loss before stopping
 
 
@@ -132,7 +133,9 @@ def make_plan(stats: DataStats, preset: str, settings: dict, device: str, model_
     minutes = estimate(spec, model_dir, stats.train_rows, stats.mean_tokens, device, speed).seconds_per_step * steps / 60
     capped = False
     if preset == "Auto" and minutes > BUDGET_MINUTES[device]:
-        steps, minutes, capped = max(1, int(steps * BUDGET_MINUTES[device] / minutes)), BUDGET_MINUTES[device], True
+        # Cut to the budget, but never below what can learn a task: a slow machine gets a longer run, said in minutes.
+        cut = max(min(steps, MIN_STEPS_WHEN_CUT), int(steps * BUDGET_MINUTES[device] / minutes))
+        steps, minutes, capped = cut, minutes * cut / steps, cut < steps
     chosen = {"max_steps": steps} if capped or preset == "Quick test" or steps % per_pass else {"epochs": float(passes)}
     if "epochs" in settings or "max_steps" in settings:  # the user's length wins
         chosen = {k: settings[k] for k in ("epochs", "max_steps") if k in settings}
@@ -141,7 +144,7 @@ def make_plan(stats: DataStats, preset: str, settings: dict, device: str, model_
         minutes = estimate(user, model_dir, stats.train_rows, stats.mean_tokens, device, speed).seconds_per_step * steps / 60
         capped = False
     spec = TrainSpec.from_dict({**dataclasses.asdict(spec), **{"epochs": 1.0, "max_steps": 0}, **chosen})
-    kept = [f"{k.replace('_', ' ')} {v}" for k, v in settings.items() if k != "method" and (k in planned or k in ("epochs", "max_steps"))]
+    kept = [f"{k.replace('_', ' ')} {getattr(spec, k):g}" for k in settings if k in planned or k in ("epochs", "max_steps")]
     return Plan(preset, spec, stats, steps, steps / per_pass, minutes, capped, kept)
 
 

@@ -142,17 +142,3 @@ def label(name: str) -> str:
 
 def help_for(name: str) -> str:
     return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainSpec)}[name]
-
-
-PRESETS = {
-    "Quick test": {"max_steps": 30, "rank": 8, "lora_alpha": 16, "save_steps": 10},
-    "Balanced": {"epochs": 1.0, "rank": 16, "lora_alpha": 32, "early_stopping_patience": 3},
-    "Thorough": {"epochs": 3.0, "rank": 32, "lora_alpha": 64, "learning_rate": 1e-4, "early_stopping_patience": 3},
-}
-
-
-def preset(name: str, **changes) -> TrainSpec:
-    """A preset's spec with the user's changes on top."""
-    if name not in PRESETS:
-        raise SpecError(f"There is no preset '{name}'. Choose one of: {', '.join(PRESETS)}.")
-    return TrainSpec.from_dict({**PRESETS[name], **changes})

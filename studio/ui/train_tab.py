@@ -44,6 +44,7 @@ class TrainTab:
     advanced: dict[str, gr.components.Component]
     started_job: gr.State
     start_event: object  # chain .success(...) to act on the started job
+    edited: gr.State  # names of the advanced settings the user set: a new plan leaves them alone
 
 
 def dataset_choices(store: Store) -> list[tuple[str, int]]:
@@ -172,4 +173,4 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
         return f"Job {job.id} is queued.", job.id
 
     event = start.click(start_job, [dataset, model, method, name, blend_pick, blend_share, sweep_text, test_file, *fields], [started, started_job])
-    return TrainTab(dataset, model, method, name, advanced, started_job, event)
+    return TrainTab(dataset, model, method, name, advanced, started_job, event, edited)
