@@ -136,9 +136,12 @@ def save_test_set(store: Store, datasets_dir: Path, path: Path, tokenizer, max_b
 
     Raises DataError when the file cannot be used.
     """
-    from studio.data import inspect_file, save_dataset
+    from studio.data import content_hash, inspect_file, save_dataset
 
     report = inspect_file(path, tokenizer, max_bytes=max_bytes, name=name)
+    same = store.find_dataset_by_hash(content_hash([report.records[i] for i in report.kept_indices()]))
+    if same:  # saved already (perhaps as training data): reuse it, never change its name or split
+        return same
     return save_dataset(store, datasets_dir, report, name=f"{Path(report.file_name).stem} (test)", validation_fraction=0.0)
 
 

@@ -42,6 +42,7 @@ MIN_STEPS_PER_PASS = 8  # small datasets get smaller batches, so a pass is still
 BATCH_SIZE = 8
 BUDGET_MINUTES = {"cpu": 9.0, "cuda": 60.0}  # Auto's cap on the training loop
 MIN_STEPS_WHEN_CUT = 100  # Auto's time budget never cuts a run below this many steps
+METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA", "rslora": "rsLoRA"}
 PATIENCE = 3  # checks (a tenth of the run apart) without a better held-out loss before stopping
 
 
@@ -95,7 +96,7 @@ class Plan:
 def _rate_reason(spec: TrainSpec) -> str:
     if spec.method == "rslora":
         return "lower for rsLoRA, whose scaling makes each step larger"
-    return f"suited to {spec.method.upper() if spec.method != 'dora' else 'DoRA'} at rank {spec.rank}"
+    return f"suited to {METHOD_NAMES[spec.method]} at rank {spec.rank}"
 
 
 def _duration(minutes: float) -> str:
