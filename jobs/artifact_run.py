@@ -11,6 +11,7 @@ from studio.export import adapter_template, check_prompts, merge_adapter, mix_ad
 from studio.gguf import export_gguf
 from studio.lora_serving import adapter_answers, check_servable, export_lora
 from studio.models import public_name, resolve_model
+from studio.verdict import verdict_for, write_to_card
 from studio.registry import adapter_folder, slug
 from studio.settings import Settings
 from studio.store import JobRecord, MergeRecord, Store, now
@@ -55,9 +56,13 @@ def _progress(store: Store, job_id: int):
 
 
 def _evaluate(settings: Settings, store: Store, job: JobRecord) -> None:
-    evaluation = evaluate_adapter(store, settings.models_dir, job.spec["adapter_id"], job.id, _progress(store, job.id))
-    log.info("Validation loss %.4f -> %.4f, ROUGE-L %.3f -> %.3f (base -> adapter)", evaluation.base_loss,
+    evaluation = evaluate_adapter(store, settings.models_dir, job.spec["adapter_id"], job.id, _progress(store, job.id),
+                                  test_dataset_id=job.spec.get("test_dataset_id"))
+    log.info("Loss on %s %.4f -> %.4f, ROUGE-L %.3f -> %.3f (base -> adapter)", evaluation.source, evaluation.base_loss,
              evaluation.adapter_loss, evaluation.base_rouge, evaluation.adapter_rouge)
+    verdict = verdict_for(store, evaluation.adapter_id)
+    write_to_card(store.adapter(evaluation.adapter_id).path, verdict)
+    log.info("Verdict: %s", verdict)
 
 
 def _merge(settings: Settings, store: Store, job: JobRecord) -> MergeRecord:

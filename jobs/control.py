@@ -11,11 +11,15 @@ from studio.spec import TrainSpec
 from studio.store import JobRecord, Store, now
 
 
-def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: TrainSpec, name: str, sweep: str | None = None) -> JobRecord:
-    """Record a training job and put it on the queue; the worker picks jobs in order."""
+def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: TrainSpec, name: str, sweep: str | None = None,
+                    test_dataset_id: int | None = None) -> JobRecord:
+    """Record a training job and put it on the queue; the worker picks jobs in order. A test set (a saved
+    dataset of the user's own held-out examples) is what its verdict will be judged on."""
     dataset = store.dataset(dataset_id)  # raises NotFound for a stale choice
     job = store.add_job(kind="train", name=name.strip() or f"{dataset.name}-{spec.method}", dataset_id=dataset.id,
                         base_model=base_model, spec=spec.to_json(), sweep=sweep)
+    if test_dataset_id is not None:
+        store.update_job(job.id, test_dataset_id=store.dataset(test_dataset_id).id)
     result = train_job(job.id)
     store.update_job(job.id, task_id=result.id)
     return store.job(job.id)

@@ -26,7 +26,7 @@ log = logging.getLogger("studio.store_server")
 CALLS = f"{NAME}:store-calls"
 ANSWER_SECONDS = 60
 RECORDING_CALLS = {"update_job", "add_metrics", "drop_metrics_after", "record_worker", "note_job"}
-ANSWERED_CALLS = {"job", "jobs", "dataset", "find_dataset_by_hash", "adapter", "merge", "latest_evaluation", "add_job",
+ANSWERED_CALLS = {"job", "jobs", "dataset", "find_dataset_by_hash", "adapter", "merge", "latest_evaluation", "answers", "add_job",
                   "add_adapter", "add_evaluation", "add_merge", "claim_job", "interrupt_job", "merges", "add_export"}
 
 

@@ -31,9 +31,11 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 @huey.task()
 def train_job(job_id: int) -> None:
-    """Train in a child process; a success with validation rows queues its evaluation."""
+    """Train in a child process; an adapter it leaves (succeeded, or cancelled with what it kept) is evaluated for its verdict."""
     store = open_store(load_settings())
-    if _run_in_child(store, job_id):
+    succeeded = _run_in_child(store, job_id)
+    job = store.job(job_id)
+    if succeeded or (job.state == "cancelled" and job.adapter_id):
         evaluate_after_training(store, job_id)
 
 
@@ -78,11 +80,12 @@ def _run_in_child(store: Store | RemoteStore, job_id: int) -> bool:
 
 
 def evaluate_after_training(store: Store | RemoteStore, job_id: int) -> JobRecord | None:
-    """Queue the evaluation of a finished job's adapter when its dataset held rows out for validation
-    (instruction rows: a DPO run's held-out pairs are scored in its own evaluation loss)."""
+    """Queue the evaluation of a finished job's adapter, for its verdict: on the job's or dataset's test file,
+    its validation rows, or (a dataset too small to hold rows out) training rows, as the verdict says.
+    A DPO run's held-out pairs are scored in its own evaluation loss instead."""
     job = store.job(job_id)
     adapter = store.adapter(job.adapter_id)
-    if not adapter.summary.get("validation_rows") or adapter.spec.get("objective") == "dpo":
+    if adapter.spec.get("objective") == "dpo":
         return None
     return enqueue(store, "evaluate", f"evaluate {adapter.name}", adapter.base_model, {"adapter_id": adapter.id})
 

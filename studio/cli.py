@@ -14,8 +14,10 @@ from pathlib import Path
 from studio.blending import blend_datasets, plan_blend
 from studio.cli_feedback import add_commands as add_feedback_commands
 from studio.data import DEFAULT_MAX_LENGTH, inspect_file, save_dataset
+from studio.device import pick_device
 from studio.errors import StudioError
 from studio.models import load_tokenizer, resolve_model
+from studio.plan import PRESET_FLAGS, dataset_stats, make_plan, measured_tokens_per_second
 from studio.settings import Settings, load_settings
 from studio.spec import TrainSpec
 from studio.export import DTYPES
@@ -44,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(run=data_check)
     add_feedback_commands(commands, data)
+    attach = data.add_parser("attach-test", help="judge a saved dataset's adapters on a test file of your own")
+    attach.add_argument("dataset", help="a saved dataset's id or name")
+    attach.add_argument("file", type=Path, help="held-out examples, in any format the Data tab reads")
+    attach.set_defaults(run=attach_test_command)
 
     train = commands.add_parser("train", help="train an adapter (here, or on the queue with --enqueue)")
     train.add_argument("--data", required=True, help="a data file, or a saved dataset's id or name")
@@ -56,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="blend in another dataset (a saved one by id or name, or a data file) as this share of the rows, e.g. general:0.1; repeatable")
     train.add_argument("--sweep", action="append", default=[], metavar="FIELD=V1,V2",
                        help="train one adapter per combination of these values, grouped as one sweep; repeatable")
+    train.add_argument("--preset", default="auto", choices=list(PRESET_FLAGS),
+                       help="how long and how fast to train, planned from the data (default auto); flags you give win")
+    train.add_argument("--test-file", type=Path, help="your own held-out examples (a data file): the verdict is judged on them")
+    train.add_argument("--verdict", action=argparse.BooleanOptionalAction, default=True,
+                       help="after training, evaluate the adapter against its base and print the verdict (default on)")
     for field in dataclasses.fields(TrainSpec):
         flag = "--" + field.name.replace("_", "-")
         if field.type in (bool, "bool"):
@@ -84,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="measure an adapter against its base on its validation rows")
     evaluate.add_argument("--adapter", required=True, help="a registered adapter's id, name or folder")
     evaluate.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
+    evaluate.add_argument("--test-file", type=Path, help="judge it on this data file of your own instead of its validation rows")
     evaluate.set_defaults(run=evaluate_command)
 
     merge = commands.add_parser("merge", help="merge an adapter into its base: a plain Hugging Face model folder")
@@ -146,6 +158,16 @@ def data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def attach_test_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = Store(settings.db_path)
+    dataset = store.find_dataset(args.dataset)
+    test_set = test_set_for(args.file, settings, store, resolve_model("bundled", settings.models_dir))
+    store.attach_test_set(dataset.id, test_set.id)
+    print(f"Adapters of '{dataset.name}' are now judged on '{test_set.name}' ({test_set.rows} rows) instead of its validation rows.")
+    return 0
+
+
 def dataset_for(ref: str, settings: Settings, store: Store, base_dir: Path) -> DatasetRecord:
     """A saved dataset by id or name, or a data file checked and saved as the Data tab does."""
     path = Path(ref)
@@ -155,12 +177,21 @@ def dataset_for(ref: str, settings: Settings, store: Store, base_dir: Path) -> D
     return save_dataset(store, settings.datasets_dir, report, name=path.stem)
 
 
+def test_set_for(path: Path | None, settings: Settings, store: Store, base_dir: Path) -> DatasetRecord | None:
+    """A user's own test file, checked and saved as a dataset that holds nothing out."""
+    from studio.evaluate import save_test_set
+
+    if path is None:
+        return None
+    return save_test_set(store, settings.datasets_dir, path, load_tokenizer(base_dir), settings.max_upload_bytes)
+
+
 def train_command(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = Store(settings.db_path)
     names = [f.name for f in dataclasses.fields(TrainSpec)]
-    spec = TrainSpec.from_dict({n: getattr(args, n) for n in names if getattr(args, n) is not None})
-    runs = sweep_specs(spec, parse_sweep(";".join(args.sweep))) if args.sweep else [("", spec)]
+    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    TrainSpec.from_dict(given)  # a bad flag is refused before any data is read
     if args.sweep and args.output:
         raise StudioError("--output copies one adapter; leave it out with --sweep (each run's folder is printed).")
     base_dir = resolve_model(args.model, settings.models_dir)
@@ -168,35 +199,61 @@ def train_command(args: argparse.Namespace) -> int:
     if args.blend:
         others = {dataset_for(ref, settings, store, base_dir).id: share for ref, share in args.blend}
         dataset = blend_datasets(store, settings.datasets_dir, plan_blend(store, dataset.id, others))
+    test_set = test_set_for(args.test_file, settings, store, base_dir)
+    plan = make_plan(dataset_stats(dataset, base_dir), PRESET_FLAGS[args.preset], given, pick_device().name, base_dir,
+                     measured_tokens_per_second(store, args.model))
+    print(plan.describe().replace("**", ""), file=sys.stderr if args.json else sys.stdout)
+    spec = plan.spec
+    runs = sweep_specs(spec, parse_sweep(";".join(args.sweep))) if args.sweep else [("", spec)]
     name = args.name or f"{dataset.name}-{spec.method}"
     sweep = name if args.sweep else None
     if args.enqueue:
         from jobs.control import submit_training  # opens the queue only when it is used
 
         for label, run_spec in runs:
-            job = submit_training(store, dataset_id=dataset.id, base_model=args.model, spec=run_spec, name=f"{name} {label}".strip(), sweep=sweep)
+            job = submit_training(store, dataset_id=dataset.id, base_model=args.model, spec=run_spec, name=f"{name} {label}".strip(), sweep=sweep,
+                                  test_dataset_id=test_set.id if test_set else None)
             print(json.dumps({"job_id": job.id, "state": job.state}) if args.json else f"Job {job.id} is queued.")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     for label, run_spec in runs:
-        _train_here(args, settings, store, dataset, run_spec, f"{name} {label}".strip(), sweep)
+        _train_here(args, settings, store, dataset, run_spec, f"{name} {label}".strip(), sweep, test_set)
     return 0
 
 
 def _train_here(args: argparse.Namespace, settings: Settings, store: Store, dataset: DatasetRecord, spec: TrainSpec,
-                name: str, sweep: str | None) -> None:
+                name: str, sweep: str | None, test_set: DatasetRecord | None) -> None:
     from jobs.run import run_job
 
     job = store.add_job(kind="train", name=name, dataset_id=dataset.id, base_model=args.model, spec=spec.to_json(), sweep=sweep)
+    if test_set:
+        store.update_job(job.id, test_dataset_id=test_set.id)
     result = run_job(settings, store, job.id)
     if result is None:
         raise StudioError(store.job(job.id).error)
     if args.output:
         shutil.copytree(result.adapter_dir, args.output, dirs_exist_ok=True)
-    outcome = {"job_id": job.id, "adapter_id": store.job(job.id).adapter_id, "adapter_dir": str(args.output or result.adapter_dir),
+    adapter_id = store.job(job.id).adapter_id
+    outcome = {"job_id": job.id, "adapter_id": adapter_id, "adapter_dir": str(args.output or result.adapter_dir),
                "state": store.job(job.id).state, "dataset_id": dataset.id, **result.summary()}
+    if args.verdict:
+        outcome["verdict"] = str(_judge_here(settings, store, adapter_id))
     print(json.dumps(outcome) if args.json else f"Adapter saved in {outcome['adapter_dir']} after {result.steps} steps "
           f"(final loss {result.final_loss:.4f}, {result.tokens} tokens, {result.seconds:.0f} s).")
+    if args.verdict and not args.json:
+        print(outcome["verdict"])
+
+
+def _judge_here(settings: Settings, store: Store, adapter_id: int, test_dataset_id: int | None = None):
+    """Evaluate an adapter in this process (batched answers: well under a minute for 20 prompts on a CPU) and
+    return its verdict; it is written into the adapter's model card too."""
+    from studio.evaluate import evaluate_adapter
+    from studio.verdict import verdict_for, write_to_card
+
+    evaluate_adapter(store, settings.models_dir, adapter_id, test_dataset_id=test_dataset_id)
+    verdict = verdict_for(store, adapter_id)
+    write_to_card(store.adapter(adapter_id).path, verdict)
+    return verdict
 
 
 def jobs_command(args: argparse.Namespace) -> int:
@@ -256,13 +313,20 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     store = Store(settings.db_path)
+    from studio.verdict import verdict_for
+
     adapter = resolve_adapter(store, settings, args.adapter)
-    _run_here(settings, store, "evaluate", f"evaluate {adapter.name}", adapter.base_model, {"adapter_id": adapter.id})
+    test_set = test_set_for(args.test_file, settings, store, resolve_model(adapter.base_model, settings.models_dir))
+    spec = {"adapter_id": adapter.id, **({"test_dataset_id": test_set.id} if test_set else {})}
+    _run_here(settings, store, "evaluate", f"evaluate {adapter.name}", adapter.base_model, spec)
     evaluation = store.latest_evaluation(adapter.id)
+    verdict = verdict_for(store, adapter.id)
     if args.json:
-        print(json.dumps({"adapter_id": adapter.id, **dataclasses.asdict(evaluation), "answers": store.answers(evaluation.id)}))
+        print(json.dumps({"adapter_id": adapter.id, **dataclasses.asdict(evaluation), "verdict": verdict.kind,
+                          "verdict_text": str(verdict), "answers": store.answers(evaluation.id)}))
         return 0
-    print(f"Adapter {adapter.id} '{adapter.name}' on {evaluation.rows} validation rows (base → adapter):")
+    print(verdict)
+    print(f"Adapter {adapter.id} '{adapter.name}' on {evaluation.rows} {evaluation.source} (base → adapter):")
     for change in changes(evaluation):
         print(f"  {change.name:<16} {change}")
     return 0

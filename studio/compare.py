@@ -10,6 +10,7 @@ from studio.evaluate import changes
 from studio.prompts import question_of
 from studio.store import AdapterRecord, EvaluationRecord, Store
 from studio.sweeps import SweepResult
+from studio.verdict import Verdict, verdict_for
 
 BASE = "base"  # the choice that stands for the base model without an adapter
 # What each evaluation measure means, in plain words, and whether lower is better.
@@ -27,6 +28,7 @@ class Column:
     title: str
     adapter: AdapterRecord | None  # None for the base model
     evaluation: EvaluationRecord | None
+    verdict: Verdict | None = None  # from the latest evaluation
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def columns(store: Store, choices: list[str]) -> list[Column]:
             found.append(Column("base model", None, None))
         else:
             adapter = store.adapter(int(choice))
-            found.append(Column(f"#{adapter.id} {adapter.name}", adapter, store.latest_evaluation(adapter.id)))
+            found.append(Column(f"#{adapter.id} {adapter.name}", adapter, store.latest_evaluation(adapter.id), verdict_for(store, adapter.id)))
     return found
 
 
@@ -82,8 +84,14 @@ def metrics_table(chosen: list[Column]) -> Table:
         value = column.adapter.summary.get(key) if column.adapter else None
         return "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
-    rows = [[label] + [summary(c, key) for c in chosen] for label, key in
-            [("training steps", "steps"), ("final training loss", "final_loss"), ("validation loss in training", "eval_loss")]]
+    def said(column: Column) -> str:
+        if column.adapter is None:
+            return "—"
+        return f"{column.verdict.sentence} {column.verdict.judged_on}" if column.verdict else "not evaluated yet"
+
+    rows = [["verdict"] + [said(c) for c in chosen]]
+    rows += [[label] + [summary(c, key) for c in chosen] for label, key in
+             [("training steps", "steps"), ("final training loss", "final_loss"), ("validation loss in training", "eval_loss")]]
     measures = changes(base) if base else []
     rows += [[f"{m.name} (base → adapter), {'lower' if m.lower_is_better else 'higher'} is better"] + [cell(c, i) for c in chosen]
              for i, m in enumerate(measures)]

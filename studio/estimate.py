@@ -23,6 +23,7 @@ class Estimate:
     memory_gb: float
     steps: int
     minutes: float
+    seconds_per_step: float
 
     def describe(self, device: str) -> str:
         share = 100 * self.trainable_parameters / max(self.base_parameters, 1)
@@ -46,7 +47,9 @@ def layer_shapes(config: dict) -> dict[str, tuple[int, int]]:
             "down_proj": (inner, hidden)}
 
 
-def estimate(spec: TrainSpec, model_dir: Path, train_rows: int, mean_tokens: float, device: str) -> Estimate:
+def estimate(spec: TrainSpec, model_dir: Path, train_rows: int, mean_tokens: float, device: str,
+             tokens_per_second: float | None = None) -> Estimate:
+    """Parameters, memory and time of a run; the time from `tokens_per_second` when this machine measured it."""
     config = json.loads((model_dir / "config.json").read_text())
     shapes = layer_shapes(config)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj"] if spec.target_modules == "attention" else list(shapes)
@@ -57,6 +60,6 @@ def estimate(spec: TrainSpec, model_dir: Path, train_rows: int, mean_tokens: flo
     activations = tokens_per_step * config["num_hidden_layers"] * config["hidden_size"] * (6 if spec.gradient_checkpointing else 34)
     memory = base * bytes_per_weight + trainable * 16 + activations * 2 + 0.6e9  # + runtime overhead
     steps = total_steps(spec, train_rows)
-    speed = TOKENS_PER_SECOND_AT_BUNDLED_SIZE[device] * BUNDLED_PARAMETERS / max(base, 1)
-    seconds = steps * spec.gradient_accumulation * tokens_per_step / speed
-    return Estimate(trainable, base, memory / 1e9, steps, seconds / 60 + 0.3)
+    speed = tokens_per_second or TOKENS_PER_SECOND_AT_BUNDLED_SIZE[device] * BUNDLED_PARAMETERS / max(base, 1)
+    per_step = spec.gradient_accumulation * tokens_per_step / speed
+    return Estimate(trainable, base, memory / 1e9, steps, steps * per_step / 60 + 0.3, per_step)

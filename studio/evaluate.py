@@ -19,6 +19,8 @@ from studio.store import AdapterRecord, DatasetRecord, EvaluationRecord, Store
 
 MAX_ANSWERS = 20  # validation prompts answered: enough to compare, quick on a CPU
 MAX_NEW_TOKENS = 128
+ANSWER_BATCH = 10  # prompts answered at once: two batches for MAX_ANSWERS, little padding, bounded memory
+MAX_TRAINING_ROWS_JUDGED = 100  # a dataset with no rows held out is judged on this many of its training rows
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
 
@@ -108,12 +110,63 @@ def mean_loss(model, rows: list[dict]) -> float:
     return total / max(tokens, 1)
 
 
-def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: int | None = None,
-                     progress: Progress = lambda done, total: None) -> EvaluationRecord:
-    """Measure an adapter against its base on its dataset's validation rows and store the result.
+@dataclass(frozen=True)
+class HeldOut:
+    """The rows an adapter is judged on, and what they are, in words."""
 
-    Raises EvaluationError when the dataset is gone or has no validation rows, ModelError
-    when the base model cannot be loaded.
+    records: list[dict]
+    source: str  # "validation rows", "test file 'NAME'" or "training rows"
+    overlap: int  # test rows whose prompt is also a training row
+
+
+def held_out(store: Store, dataset: DatasetRecord, test_dataset_id: int | None, tokenizer) -> HeldOut:
+    """The user's own test file when one is attached, else the validation rows, else (a dataset too
+    small to hold rows out) a sample of the training rows, which the verdict says."""
+    if test_dataset_id is not None:
+        test = store.dataset(test_dataset_id)
+        records = load_records(test.path)
+        trained = set(e.prompt for e in examples(training_records(dataset), dataset.template, tokenizer))
+        overlap = sum(e.prompt in trained for e in examples(records, dataset.template, tokenizer))
+        return HeldOut(records, f"test file '{test.name}'", overlap)
+    records = validation_records(dataset)
+    if records:
+        return HeldOut(records, "validation rows", 0)
+    return HeldOut(training_records(dataset)[:MAX_TRAINING_ROWS_JUDGED], "training rows", 0)
+
+
+def save_test_set(store: Store, datasets_dir: Path, path: Path, tokenizer, max_bytes: int, name: str | None = None) -> DatasetRecord:
+    """A user's own test file (any format the Data tab reads), checked and saved as a dataset that holds nothing out.
+
+    Raises DataError when the file cannot be used.
+    """
+    from studio.data import content_hash, inspect_file, save_dataset
+
+    report = inspect_file(path, tokenizer, max_bytes=max_bytes, name=name)
+    same = store.find_dataset_by_hash(content_hash([report.records[i] for i in report.kept_indices()]))
+    if same:  # saved already (perhaps as training data): reuse it, never change its name or split
+        return same
+    return save_dataset(store, datasets_dir, report, name=f"{Path(report.file_name).stem} (test)", validation_fraction=0.0)
+
+
+def training_records(dataset: DatasetRecord) -> list[dict]:
+    records = load_records(dataset.path)
+    kept, _ = split_indices(len(records), dataset.validation_fraction, dataset.split_seed)
+    return [records[i] for i in kept]
+
+
+def test_set_of(store: Store, adapter: AdapterRecord, dataset: DatasetRecord) -> int | None:
+    """The test file attached to the adapter's training job, else to its dataset."""
+    job = store.job(adapter.job_id) if adapter.job_id else None
+    from_job = job.test_dataset_id if job and job.kind == "train" else None
+    return from_job if from_job is not None else dataset.test_dataset_id
+
+
+def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: int | None = None,
+                     progress: Progress = lambda done, total: None, test_dataset_id: int | None = None) -> EvaluationRecord:
+    """Measure an adapter against its base and store the result: on `test_dataset_id`, else the test
+    file attached to its job or dataset, else the validation rows, else a sample of training rows.
+
+    Raises EvaluationError when the dataset is gone, ModelError when the base model cannot be loaded.
     """
     from peft import PeftModel
 
@@ -121,12 +174,10 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
 
     adapter = store.adapter(adapter_id)
     dataset = adapter_dataset(store, adapter)
-    records = validation_records(dataset)
-    if not records:
-        raise EvaluationError(f"Dataset '{dataset.name}' holds no validation rows, so there is nothing to measure on. "
-                              "Save the data again with a share held out for validation (at least 10 rows), then train on it.")
-    base_dir = resolve_model(adapter.base_model, models_dir)
     tokenizer = _tokenizer(adapter.path)
+    rows_to_judge = held_out(store, dataset, test_dataset_id if test_dataset_id is not None else test_set_of(store, adapter, dataset), tokenizer)
+    records = rows_to_judge.records
+    base_dir = resolve_model(adapter.base_model, models_dir)
     base = load_base_model(base_dir, quantize_4bit=adapter.method == "qlora", device=pick_device())
     model = PeftModel.from_pretrained(base, str(adapter.path)).eval()
 
@@ -134,26 +185,26 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
     rows = encode([render(r, get_template(dataset.template), tokenizer) for r in records], tokenizer,
                   spec.get("max_length", 512), spec.get("responses_only", True))
     shown = examples(records[:MAX_ANSWERS], dataset.template, tokenizer)
-    steps, done = 2 + 2 * len(shown), 0
-    progress(done, steps)
+    steps = 4
+    progress(0, steps)
     adapter_loss = mean_loss(model, rows)
     with model.disable_adapter():
         base_loss = mean_loss(model, rows)
-    done += 2
-    progress(done, steps)
-    answers, unstopped = [], 0
-    for row, example in enumerate(shown):
-        limit = min(MAX_NEW_TOKENS, len(tokenizer(example.reference, add_special_tokens=False)["input_ids"]) + 16)
-        adapter_ids = greedy_ids(model, tokenizer, example.prompt, limit)
-        unstopped += len(adapter_ids) >= limit and tokenizer.eos_token_id not in adapter_ids
-        adapter_answer = tokenizer.decode(adapter_ids, skip_special_tokens=True).strip()
-        with model.disable_adapter():
-            base_answer = tokenizer.decode(greedy_ids(model, tokenizer, example.prompt, limit), skip_special_tokens=True).strip()
+    progress(2, steps)
+    limits = [min(MAX_NEW_TOKENS, len(tokenizer(e.reference, add_special_tokens=False)["input_ids"]) + 16) for e in shown]
+    adapter_ids = greedy_batch(model, tokenizer, [e.prompt for e in shown], limits)
+    progress(3, steps)
+    with model.disable_adapter():
+        base_ids = greedy_batch(model, tokenizer, [e.prompt for e in shown], limits)
+    progress(4, steps)
+    unstopped = sum(len(ids) >= limit and tokenizer.eos_token_id not in ids for ids, limit in zip(adapter_ids, limits))
+    answers = []
+    for row, (example, ids, base_row) in enumerate(zip(shown, adapter_ids, base_ids)):
+        adapter_answer = tokenizer.decode(ids, skip_special_tokens=True).strip()
+        base_answer = tokenizer.decode(base_row, skip_special_tokens=True).strip()
         answers.append({"row": row, "prompt": example.prompt, "reference": example.reference, "base_answer": base_answer,
                         "adapter_answer": adapter_answer, "base_rouge": rouge_l(base_answer, example.reference),
                         "adapter_rouge": rouge_l(adapter_answer, example.reference)})
-        done += 2
-        progress(done, steps)
 
     def share_exact(key: str) -> float:
         return sum(exact_match(a[key], a["reference"]) for a in answers) / len(answers)
@@ -165,9 +216,30 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
         "base_exact": share_exact("base_answer"), "adapter_exact": share_exact("adapter_answer"),
         "base_rouge": sum(a["base_rouge"] for a in answers) / len(answers),
         "adapter_rouge": sum(a["adapter_rouge"] for a in answers) / len(answers),
-        "adapter_unstopped": unstopped,
+        "adapter_unstopped": unstopped, "source": rows_to_judge.source, "overlap": rows_to_judge.overlap,
     }
     return store.add_evaluation(values, answers)
+
+
+def greedy_batch(model, tokenizer, prompts: list[str], limits: list[int], batch_size: int = ANSWER_BATCH) -> list[list[int]]:
+    """Greedy answers to many rendered prompts, a batch at a time (left-padded, so every prompt ends
+    where generation starts); each answer is cut at its own token limit and after its end-of-sequence token."""
+    import torch
+
+    found = []
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        for start in range(0, len(prompts), batch_size):
+            chunk, chunk_limits = prompts[start:start + batch_size], limits[start:start + batch_size]
+            batch = tokenizer(chunk, add_special_tokens=False, padding=True, return_tensors="pt").to(model.device)
+            with torch.inference_mode():
+                output = model.generate(**batch, max_new_tokens=max(chunk_limits), do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            for ids, limit in zip(output[:, batch["input_ids"].shape[1]:].tolist(), chunk_limits):
+                ids = ids[:limit]
+                found.append(ids[:ids.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in ids else ids)
+    finally:
+        tokenizer.padding_side = side
+    return found
 
 
 def _tokenizer(folder: Path):

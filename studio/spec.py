@@ -72,19 +72,37 @@ class TrainSpec:
         unknown = sorted(set(values) - known)
         if unknown:
             raise SpecError(f"Unknown training setting: {', '.join(unknown)}. Known settings: {', '.join(sorted(known))}.")
-        spec = cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+        coerced, problems = {}, []
+        for name, value in values.items():
+            try:
+                coerced[name] = _coerce(cls, name, value)
+            except SpecError as error:
+                problems.append(str(error))
+        problems += cls.problems(coerced)
+        if problems:
+            raise SpecError(" ".join(problems))  # every bad field at once, not the first alone
+        spec = cls(**coerced)
         spec.validate()
         return spec
 
-    def validate(self) -> None:
-        for f in dataclasses.fields(self):
-            value, meta = getattr(self, f.name), f.metadata
+    @classmethod
+    def problems(cls, values: dict) -> list[str]:
+        """What is wrong with each of these (coerced) values, field by field."""
+        found = []
+        for f in dataclasses.fields(cls):
+            value, meta = values.get(f.name), f.metadata
             if value is None:
-                continue  # an optional setting left unset
+                continue  # an optional setting left unset, or a default
             if meta["choices"] and value not in meta["choices"]:
-                raise SpecError(f"{label(f.name)} must be one of {', '.join(meta['choices'])}, not '{value}'.")
-            if meta["min"] is not None and not meta["min"] <= value <= meta["max"]:
-                raise SpecError(f"{label(f.name)} must be between {meta['min']} and {meta['max']}, not {value}.")
+                found.append(f"{label(f.name)} must be one of {', '.join(meta['choices'])}, not '{value}'.")
+            elif meta["min"] is not None and not meta["min"] <= value <= meta["max"]:
+                found.append(f"{label(f.name)} must be between {meta['min']} and {meta['max']}, not {value}.")
+        return found
+
+    def validate(self) -> None:
+        problems = self.problems(dataclasses.asdict(self))
+        if problems:
+            raise SpecError(" ".join(problems))
         if self.gpus > 1 and self.multi_gpu == "fsdp" and self.method == "qlora":
             raise SpecError("QLoRA trains on several GPUs with 'ddp', not 'fsdp'. Choose ddp, or LoRA to split a model with fsdp.")
         if self.optimizer == "paged_adamw_8bit" and not _cuda():
@@ -117,23 +135,16 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+LABELS = {"lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout", "gpus": "GPUs", "multi_gpu": "Multi-GPU mode",
+          "max_grad_norm": "Gradient clipping (max norm)", "warmup_ratio": "Warm-up share", "responses_only": "Learn from answers only",
+          "save_steps": "Checkpoint every (steps)", "start_adapter_id": "Continue from adapter", "early_stopping_patience": "Early stopping patience",
+          "target_modules": "Target layers", "max_length": "Max length (tokens)"}
+
+
 def label(name: str) -> str:
-    return name.replace("_", " ").capitalize()
+    """A setting's name as people read it ("LoRA alpha", not "Lora alpha")."""
+    return LABELS.get(name, name.replace("_", " ").capitalize())
 
 
 def help_for(name: str) -> str:
     return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainSpec)}[name]
-
-
-PRESETS = {
-    "Quick test": {"max_steps": 30, "rank": 8, "lora_alpha": 16, "save_steps": 10},
-    "Balanced": {"epochs": 1.0, "rank": 16, "lora_alpha": 32, "early_stopping_patience": 3},
-    "Thorough": {"epochs": 3.0, "rank": 32, "lora_alpha": 64, "learning_rate": 1e-4, "early_stopping_patience": 3},
-}
-
-
-def preset(name: str, **changes) -> TrainSpec:
-    """A preset's spec with the user's changes on top."""
-    if name not in PRESETS:
-        raise SpecError(f"There is no preset '{name}'. Choose one of: {', '.join(PRESETS)}.")
-    return TrainSpec.from_dict({**PRESETS[name], **changes})

@@ -191,10 +191,18 @@ def _v13_preference_metrics(db: sqlite_utils.Database) -> None:
     db["metrics"].add_column("chosen_logp", float)  # log-likelihood of the chosen answers: falling far means it unlearns them too
 
 
+def _v14_test_sets(db: sqlite_utils.Database) -> None:
+    db["datasets"].add_column("test_dataset_id", int)  # a user's own test file, saved as a dataset, attached to this one
+    db["jobs"].add_column("test_dataset_id", int)  # ... or to one training job
+    db["evaluations"].add_column("source", str, not_null_default="validation rows")  # what the answers were judged on
+    db["evaluations"].add_column("overlap", int, not_null_default=0)  # test rows whose prompt is also a training row
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
                                                              _v6_unstopped_answers, _v7_sweeps, _v8_workers,
                                                              _v9_datasets_share_rows, _v10_job_notes,
-                                                             _v11_exports, _v12_feedback, _v13_preference_metrics]
+                                                             _v11_exports, _v12_feedback, _v13_preference_metrics,
+                                                             _v14_test_sets]
 
 
 def now() -> str:
@@ -217,6 +225,7 @@ class DatasetRecord:
     source_file: str
     path: Path
     created: str
+    test_dataset_id: int | None = None  # the user's own test file, when one is attached
 
     @classmethod
     def from_row(cls, row: dict) -> "DatasetRecord":
@@ -245,6 +254,7 @@ class JobRecord:
     finished: str | None
     sweep: str | None
     notes: str | None = None  # one line per event the state alone does not tell (interrupted, resumed)
+    test_dataset_id: int | None = None  # the user's own test file for this job's verdict
 
     @classmethod
     def from_row(cls, row: dict) -> "JobRecord":
@@ -295,6 +305,8 @@ class EvaluationRecord:
     adapter_rouge: float
     created: str
     adapter_unstopped: int  # adapter answers that ran to the length limit without an end-of-sequence token
+    source: str = "validation rows"  # what the answers were judged on: validation rows, a test file, training rows
+    overlap: int = 0  # rows of a test file whose prompt is also a training row
 
 
 @dataclass(frozen=True)
@@ -389,6 +401,12 @@ class Store:
             if ref.strip() in (str(dataset.id), dataset.name):
                 return dataset
         raise NotFound(f"No saved dataset is called '{ref}', and it is not a file. Give a data file or a saved dataset's id or name.")
+
+    def attach_test_set(self, dataset_id: int, test_dataset_id: int | None) -> DatasetRecord:
+        """Judge adapters of a dataset on the user's own test file (a saved dataset) instead of its validation rows."""
+        self.dataset(dataset_id)
+        self.db["datasets"].update(dataset_id, {"test_dataset_id": test_dataset_id})
+        return self.dataset(dataset_id)
 
     def datasets(self) -> list[DatasetRecord]:
         return [DatasetRecord.from_row(r) for r in self.db["datasets"].rows_where(order_by="id desc")]

@@ -63,7 +63,7 @@ def test_the_cli_trains_a_two_point_sweep_on_a_blend_as_one_group(studio_env, se
     team = tmp_path / "team.jsonl"
     team.write_text("".join(json.dumps(r) + "\n" for r in CODEWORD_RECORDS))
     result = run_cli(studio_env, "train", "--data", str(team), "--blend", f"{general}:0.2", "--sweep", "rank=4,8", "--name", "codeword sweep",
-                     "--method", "rslora", "--max-steps", "2", "--batch-size", "4", "--max-length", "96", "--json")
+                     "--method", "rslora", "--max-steps", "2", "--batch-size", "4", "--max-length", "96", "--json", "--no-verdict")
     assert result.returncode == 0, result.stderr
     outcomes = [json.loads(line) for line in result.stdout.splitlines()]
     store = Store(settings.db_path)

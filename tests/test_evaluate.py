@@ -5,7 +5,6 @@ import json
 import pytest
 from conftest import run_cli, save_codewords
 
-from studio.errors import EvaluationError
 from studio.evaluate import changes, evaluate_adapter, exact_match, rouge_l
 from studio.store import Store
 
@@ -37,13 +36,16 @@ def test_evaluation_numbers_and_answers_are_stored_and_show_base_to_adapter(trai
     assert str(loss) == f"{evaluated.base_loss:.4g} → {evaluated.adapter_loss:.4g} ({evaluated.adapter_loss - evaluated.base_loss:+.3g})"
 
 
-def test_a_dataset_without_validation_rows_is_explained(trained, settings, store, codeword_file, tokenizer):
+def test_a_dataset_without_validation_rows_is_judged_on_training_rows_and_says_so(trained, settings, store, codeword_file, tokenizer):
+    from studio.verdict import verdict_for
+
     dataset = save_codewords(settings, store, codeword_file, tokenizer, validation_fraction=0.0)
     source = trained[3]
     adapter = store.add_adapter(name="no-validation", job_id=None, path=source.path, base_model="bundled", dataset_hash=dataset.content_hash,
-                                method="lora", spec=source.spec, summary={}, status="complete", parent_id=None)
-    with pytest.raises(EvaluationError, match="holds no validation rows"):
-        evaluate_adapter(store, settings.models_dir, adapter.id)
+                                method="lora", spec=source.spec, summary={"steps": 8}, status="complete", parent_id=None)
+    evaluation = evaluate_adapter(store, settings.models_dir, adapter.id)
+    assert (evaluation.source, evaluation.rows) == ("training rows", 20)
+    assert "Judged on 20 rows it trained on, as the dataset holds none out" in str(verdict_for(store, adapter.id))
 
 
 def test_cli_evaluate_prints_json_by_adapter_name(trained):

@@ -6,13 +6,15 @@ from html import escape
 
 import gradio as gr
 
-from jobs.control import can_cancel, can_resume, cancel_job, resume_job
+from jobs.control import can_cancel, can_resume, cancel_job, resume_job, submit_training
 from jobs.run import job_folder
 from jobs.status import JobStatus, job_status, log_tail, worker_statuses
+from studio.errors import JobError
 from studio.settings import Settings
 from studio.store import JobRecord, Store
 from studio.ui.chart import loss_chart
 from studio.ui.errors import shown_to_user
+from studio.verdict import LEARNED, train_longer_spec, verdict_for
 
 HEADERS = ["id", "name", "state", "queue", "progress", "worker", "created", "history"]
 WORKER_HEADERS = ["worker", "device", "state", "job", "last heartbeat"]
@@ -68,13 +70,36 @@ def progress_html(status: JobStatus) -> str:
     if status.tokens_per_second:
         parts.append(f"{status.tokens_per_second:.0f} real tokens/s (padding not counted)")
     if status.utilisation:
-        parts.append(f"about {status.utilisation:.0%} of this machine's compute in use")
+        parts.append(f"about {status.utilisation:.0%} of this machine's compute in use (the arithmetic of the tokens trained per second, "
+                     "against the matrix-multiply speed this machine reached at the job's start; memory moves and small matrices keep it "
+                     "well below 100 %)")
     bar = f"<progress value='{status.fraction:.3f}' max='1' style='width:100%'></progress>"
     error = f"<div class='studio-error'>{escape(job.error)}</div>" if job.error else ""
     note = f"<div class='studio-ok' id='job-stop-note'>{escape(status.stop_note)}</div>" if status.stop_note else ""
     notes = f"<div id='job-history'>History: {escape(history(job))}</div>" if job.notes else ""
     warnings = "".join(f"<div class='studio-warn'>⚠ {escape(w.message)}</div>" for w in status.warnings)
     return f"<div id='job-progress-text'>{' · '.join(parts)}</div>{bar}{error}{note}{notes}<div id='job-health'>{warnings}</div>"
+
+
+def _adapter_of(store: Store, job: JobRecord) -> int | None:
+    """The adapter a job made (training, mix) or measured (evaluation)."""
+    return job.adapter_id if job.kind != "evaluate" else job.spec.get("adapter_id")
+
+
+def verdict_html(store: Store, job: JobRecord) -> str:
+    """The adapter's verdict for the top of its job; why there is none yet, when there is none."""
+    adapter_id = _adapter_of(store, job)
+    if adapter_id is None:
+        return ""
+    verdict = verdict_for(store, adapter_id)
+    if verdict:
+        style = "studio-ok" if verdict.kind == LEARNED else "studio-warn"
+        return f"<div class='{style}' id='job-verdict'><b>Verdict: {escape(verdict.kind)}.</b> {escape(str(verdict))}</div>"
+    evaluations = [j for j in store.jobs() if j.kind == "evaluate" and j.spec.get("adapter_id") == adapter_id]
+    if evaluations and evaluations[0].state == "failed":
+        return (f"<div class='studio-warn' id='job-verdict'>No verdict: its evaluation failed ({escape(evaluations[0].error or '')}). "
+                "The adapter is saved and usable; evaluate it again from the Compare tab.</div>")
+    return "<div id='job-verdict'>Verdict: the adapter is being evaluated against its base (about a minute).</div>"
 
 
 def build(settings: Settings, store: Store) -> JobsTab:
@@ -86,6 +111,7 @@ def build(settings: Settings, store: Store) -> JobsTab:
         cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="job-cancel")
         resume = gr.Button("Resume", interactive=False, elem_id="job-resume")
         clone = gr.Button("Clone and edit", elem_id="job-clone")
+        longer = gr.Button("Train longer (continue from this adapter)", elem_id="job-train-longer")
     log = gr.Textbox(label="Log (last lines)", info="What the job reports as it runs; the whole log is train.log in the job's folder.",
                      lines=10, max_lines=10, autoscroll=True, elem_id="job-log")
     with gr.Accordion("Workers", open=False):
@@ -100,7 +126,7 @@ def build(settings: Settings, store: Store) -> JobsTab:
         if job_id is None:
             return "Pick a job to see its progress.", "", "", gr.update(interactive=False), gr.update(interactive=False)
         status = job_status(store, int(job_id))
-        return (progress_html(status), loss_chart(status.curve, CURVE_COLOURS), log_tail(job_folder(settings, int(job_id)) / "train.log"),
+        return (verdict_html(store, status.job) + progress_html(status), loss_chart(status.curve, CURVE_COLOURS), log_tail(job_folder(settings, int(job_id)) / "train.log"),
                 gr.update(interactive=can_cancel(status.job)), gr.update(interactive=can_resume(status.job)))
 
     def refresh(job_id, drawn):
@@ -127,6 +153,22 @@ def build(settings: Settings, store: Store) -> JobsTab:
         resume_job(store, int(job_id))
         return details(job_id)
 
+    @shown_to_user
+    def train_longer(job_id):
+        """Queue a run that continues from the chosen job's adapter with its settings, for as many steps again."""
+        if job_id is None:
+            raise gr.Error("Pick a job first.")
+        chosen = store.job(int(job_id))
+        adapter_id = _adapter_of(store, chosen)
+        trained = store.job(store.adapter(adapter_id).job_id) if adapter_id else None
+        if trained is None or trained.kind != "train":
+            raise JobError("Train longer continues a trained adapter: pick a training job that finished with one.")
+        adapter = store.adapter(adapter_id)
+        new = submit_training(store, dataset_id=trained.dataset_id, base_model=trained.base_model, spec=train_longer_spec(adapter),
+                              name=f"{adapter.name} longer", test_dataset_id=trained.test_dataset_id)
+        return gr.update(choices=job_choices(store), value=new.id)
+
+    longer.click(train_longer, job, job)
     cancel.click(cancel_selected, job, [progress, curve, log, cancel, resume])
     resume.click(resume_selected, job, [progress, curve, log, cancel, resume])
     return JobsTab(job, clone)

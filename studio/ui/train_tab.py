@@ -1,29 +1,38 @@
-"""The Train tab: dataset, base model, method and preset, every setting under Advanced,
-an estimate before starting, and Start, which lands on the job."""
+"""The Train tab: dataset, base model, method and preset, the plan in words before Start, every
+setting under Advanced (grouped, the ones the user changed kept when the plan changes), and
+Start, which lands on the job."""
 
 import dataclasses
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import gradio as gr
 
 from jobs.control import submit_sweep, submit_training
 from studio.blending import blend_datasets, describe_blend, plan_blend
-from studio.data import count_tokens, load_records
 from studio.device import pick_device
 from studio.errors import StudioError
 from studio.estimate import estimate
+from studio.evaluate import save_test_set
 from studio.models import BUNDLED, load_tokenizer, resolve_model
-from studio.prompts import get_template, render
+from studio.plan import PRESETS, dataset_stats, make_plan, measured_tokens_per_second, preset_help
 from studio.settings import Settings
-from studio.spec import PRESETS, TrainSpec, label, preset
+from studio.spec import TrainSpec, label
 from studio.store import Store
 from studio.sweeps import parse_sweep, sweep_specs
 from studio.ui.errors import shown_to_user
 from studio.ui.refresh import on_show
 
 ADVANCED = [f for f in dataclasses.fields(TrainSpec) if f.name not in ("method", "start_adapter_id")]
+GROUPS = {  # the advanced settings by what they decide, as people look for them
+    "The adapter": ["rank", "lora_alpha", "lora_dropout", "target_modules"],
+    "How long and how fast": ["learning_rate", "epochs", "max_steps", "batch_size", "gradient_accumulation", "early_stopping_patience",
+                              "warmup_ratio", "scheduler", "weight_decay", "max_grad_norm", "optimizer"],
+    "Data and memory": ["max_length", "responses_only", "gradient_checkpointing"],
+    "Runs and checkpoints": ["seed", "save_steps"],
+    "Preference training": ["objective", "beta"],
+    "GPUs": ["gpus", "multi_gpu"],
+}
 
 
 @dataclass
@@ -37,6 +46,7 @@ class TrainTab:
     advanced: dict[str, gr.components.Component]
     started_job: gr.State
     start_event: object  # chain .success(...) to act on the started job
+    edited: gr.State  # names of the advanced settings the user set: a new plan leaves them alone
 
 
 def dataset_choices(store: Store) -> list[tuple[str, int]]:
@@ -49,15 +59,8 @@ def _component(field: dataclasses.Field, value):
         return gr.Dropdown(meta["choices"], value=value, label=text, info=meta["help"])
     if field.type in (bool, "bool"):
         return gr.Checkbox(value=value, label=text, info=meta["help"])
-    return gr.Number(value, label=text, info=meta["help"], precision=0 if field.type in (int, "int") else None)
-
-
-@lru_cache(maxsize=16)
-def _mean_tokens(dataset_path: Path, template: str, model_dir: Path) -> tuple[int, float]:
-    tokenizer = load_tokenizer(model_dir)
-    records = load_records(dataset_path)
-    counts = count_tokens([render(r, get_template(template), tokenizer) for r in records], tokenizer)
-    return len(records), sum(counts) / max(len(counts), 1)
+    # No rounding in the box (precision None): a whole-number setting given 2.5 is refused, not taken as 2.
+    return gr.Number(value, label=text, info=meta["help"], precision=None)
 
 
 def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
@@ -71,12 +74,18 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
         method = gr.Radio([("LoRA", "lora"), ("QLoRA (4-bit, less memory)", "qlora"), ("DoRA (better at low rank, slower)", "dora"),
                            ("rsLoRA (for high ranks)", "rslora")], value="lora", label="Method",
                           info=dataclasses.fields(TrainSpec)[0].metadata["help"])
-        chosen_preset = gr.Radio(list(PRESETS), value="Quick test", label="Preset",
-                                 info="Quick test: a few steps to check everything works. Balanced: one pass. Thorough: three passes. "
-                                      "Balanced and Thorough stop early, keeping the best checkpoint, once the validation loss stops improving.")
-    start_spec = preset("Quick test")
+        chosen_preset = gr.Radio(PRESETS, value="Auto", label="Preset", elem_id="train-preset",
+                                 info=preset_help(pick_device().name))
+    edited = gr.State([])  # the advanced settings this user changed: a new plan keeps them
     with gr.Accordion("Advanced settings", open=False):
-        advanced = {f.name: _component(f, getattr(start_spec, f.name)) for f in ADVANCED}
+        gr.Markdown("The plan fills these in from your data. What you change here is kept when you pick another preset or dataset.")
+        advanced = {}
+        for title, names in GROUPS.items():
+            with gr.Group(visible=title != "GPUs" or pick_device().cuda):  # GPU options only where there are GPUs
+                gr.Markdown(f"**{title}**")
+                for field_name in names:
+                    field = next(f for f in ADVANCED if f.name == field_name)
+                    advanced[field_name] = _component(field, field.default)
     with gr.Accordion("Blend in other data (against forgetting)", open=False):
         blend_pick = gr.Dropdown(dataset_choices(store), multiselect=True, label="Also train on", elem_id="train-blend",
                                  info="Other saved datasets, e.g. a general instruction set, so the model keeps its general skills.")
@@ -86,6 +95,10 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
     with gr.Accordion("Sweep: try several settings at once", open=False):
         sweep_text = gr.Textbox(label="Settings to sweep", placeholder="rank=8,16,32; learning_rate=1e-4,2e-4", elem_id="train-sweep",
                                 info="Each combination becomes its own job, grouped as one sweep that Compare ranks. Empty: one job.")
+    with gr.Accordion("Your own test file (optional)", open=False):
+        test_file = gr.File(label="Held-out examples", file_types=[".json", ".jsonl", ".csv", ".tsv", ".xlsx", ".parquet"], elem_id="train-test-file")
+        gr.Markdown("Examples the adapter never trains on, in any format the Data tab reads. Its verdict is then judged on "
+                    "them instead of the validation rows; rows that also appear in the training data are flagged.")
     name = gr.Textbox(label="Adapter name", info="A label for the result (or the sweep); the dataset and method if left empty.")
     summary = gr.Markdown(elem_id="train-estimate")
     start = gr.Button("Start training", variant="primary", elem_id="train-start")
@@ -96,29 +109,38 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
     def spec_from(method_value, *values) -> TrainSpec:
         return TrainSpec.from_dict({"method": method_value, **dict(zip(advanced, values))})
 
-    def describe(dataset_id, model_ref, method_value, *values):
+    def planned(dataset_id, model_ref, method_value, preset_name, edited_names, *values):
+        """The plan for this data and preset, in words, and its settings in every field the user did not change."""
+        untouched = [gr.skip()] * len(fields)
+        if dataset_id is None:
+            return "Choose a dataset to see the training plan.", *untouched
         try:
-            spec = spec_from(method_value, *values)
-            if dataset_id is None:
-                return "Choose a dataset to see how long training will take."
+            chosen = {"method": method_value, **{n: v for n, v in zip(advanced, values) if n in edited_names}}
             saved = store.dataset(int(dataset_id))
             if saved.shape == "preference":  # pairs: no instruction rows to measure
-                return ("DPO on preference pairs: no time estimate for it yet." if spec.objective == "dpo" else
-                        "⚠️ This dataset holds preference pairs: set Objective to 'dpo' under Advanced settings.")
+                return ("DPO on preference pairs: no time estimate for it yet." if dict(zip(advanced, values)).get("objective") == "dpo" else
+                        "⚠️ This dataset holds preference pairs: set Objective to 'dpo' under Advanced settings."), *untouched
             model_dir = resolve_model(model_ref or BUNDLED, settings.models_dir)
-            rows, mean = _mean_tokens(saved.path, saved.template, model_dir)
-            return estimate(spec, model_dir, rows, mean, pick_device().name).describe(pick_device().name)
+            device = pick_device().name
+            plan = make_plan(dataset_stats(saved, model_dir), preset_name or "Auto", chosen, device, model_dir,
+                             measured_tokens_per_second(store, model_ref or BUNDLED))
+            cost = estimate(plan.spec, model_dir, plan.stats.train_rows, plan.stats.mean_tokens, device).describe(device)
         except StudioError as error:
-            return f"⚠️ {error}"
+            return f"⚠️ {error}", *untouched
+        fills = [gr.skip() if n in edited_names else getattr(plan.spec, n) for n in advanced]
+        return plan.describe() + "\n\n" + cost.split(" Time:")[0], *fills
 
-    inputs = [dataset, model, method, *fields]
-    gr.on([c.change for c in inputs], describe, inputs, summary)
+    plan_inputs = [dataset, model, method, chosen_preset, edited, *fields]
+    gr.on([dataset.change, model.change, method.change, chosen_preset.change], planned, plan_inputs, [summary, *fields])
+    for field_name, component in advanced.items():
+        component.input(lambda names, n=field_name: sorted(set(names) | {n}), edited, edited).then(planned, plan_inputs, [summary, *fields])
+
     def refresh_datasets(current):
         """Opening the tab shows datasets saved since; with none chosen yet, the newest is chosen."""
         choices = dataset_choices(store)
         return gr.update(choices=choices, value=current if current is not None or not choices else choices[0][1])
 
-    on_show(page, refresh_datasets, dataset, dataset).then(describe, inputs, summary).then(
+    on_show(page, refresh_datasets, dataset, dataset).then(planned, plan_inputs, [summary, *fields]).then(
         lambda: gr.update(choices=dataset_choices(store)), None, blend_pick)
 
     def planned_blend(dataset_id, picked, share):
@@ -130,29 +152,30 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
         try:
             parts = planned_blend(dataset_id, picked, share)
             model_dir = resolve_model(model_ref or BUNDLED, settings.models_dir)
-            mean = {p.dataset.id: _mean_tokens(p.dataset.path, p.dataset.template, model_dir)[1] for p in parts}
+            mean = {p.dataset.id: dataset_stats(p.dataset, model_dir).mean_tokens for p in parts}
             return describe_blend(parts, mean)
         except StudioError as error:
             return f"⚠️ {error}"
 
     gr.on([dataset.change, model.change, blend_pick.change, blend_share.change], describe_mix, [dataset, model, blend_pick, blend_share], blend_plan)
 
-    chosen_preset.input(lambda p: [getattr(preset(p), f.name) for f in ADVANCED], chosen_preset, fields)
-
     @shown_to_user
-    def start_job(dataset_id, model_ref, method_value, label_text, picked, share, sweep, *values):
+    def start_job(dataset_id, model_ref, method_value, label_text, picked, share, sweep, test_upload, *values):
         if dataset_id is None:
             raise StudioError("Choose a dataset first (save one in the Data tab).")
         spec = spec_from(method_value, *values)
         runs = sweep_specs(spec, parse_sweep(sweep)) if (sweep or "").strip() else None  # a bad sweep is refused before anything is saved
-        resolve_model(model_ref or BUNDLED, settings.models_dir)  # a bad model is refused now, not in the queue
+        model_dir = resolve_model(model_ref or BUNDLED, settings.models_dir)  # a bad model is refused now, not in the queue
+        test_id = save_test_set(store, settings.datasets_dir, Path(test_upload), load_tokenizer(model_dir), settings.max_upload_bytes,
+                                Path(test_upload).name).id if test_upload else None
         if picked:
             dataset_id = blend_datasets(store, settings.datasets_dir, planned_blend(dataset_id, picked, share)).id
         if runs:
             jobs = submit_sweep(store, dataset_id=int(dataset_id), base_model=model_ref or BUNDLED, runs=runs, name=label_text)
             return f"Sweep '{jobs[0].sweep}' is queued as jobs {', '.join(str(j.id) for j in jobs)}.", jobs[0].id
-        job = submit_training(store, dataset_id=int(dataset_id), base_model=model_ref or BUNDLED, spec=spec, name=label_text)
+        job = submit_training(store, dataset_id=int(dataset_id), base_model=model_ref or BUNDLED, spec=spec, name=label_text,
+                              test_dataset_id=test_id)
         return f"Job {job.id} is queued.", job.id
 
-    event = start.click(start_job, [dataset, model, method, name, blend_pick, blend_share, sweep_text, *fields], [started, started_job])
-    return TrainTab(dataset, model, method, name, advanced, started_job, event)
+    event = start.click(start_job, [dataset, model, method, name, blend_pick, blend_share, sweep_text, test_file, *fields], [started, started_job])
+    return TrainTab(dataset, model, method, name, advanced, started_job, event, edited)

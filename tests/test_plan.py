@@ -1,0 +1,58 @@
+"""The training plan from the data: sensible steps for small and large datasets, said in words; bad settings all named."""
+
+import pytest
+
+from studio.errors import SpecError
+from studio.plan import DataStats, make_plan
+from studio.spec import TrainSpec
+
+SMALL = DataStats(rows=70, train_rows=65, validation_rows=5, mean_tokens=60)
+LARGE = DataStats(rows=20_000, train_rows=19_000, validation_rows=1_000, mean_tokens=60)
+MEASURED = 100.0  # real tokens per second, as a finished run on this machine measured them
+
+
+def test_a_small_dataset_is_seen_many_times_and_a_large_one_once(bundled_dir):
+    small = make_plan(SMALL, "Balanced", {}, "cpu", bundled_dir, MEASURED)
+    assert (small.spec.batch_size, small.spec.epochs, small.steps) == (8, 17.0, 153)  # 9 steps a pass, 17 passes
+    assert small.spec.early_stopping_patience == 3 and small.spec.learning_rate == 5e-4
+    large = make_plan(LARGE, "Balanced", {}, "cpu", bundled_dir, MEASURED)
+    assert (large.spec.epochs, large.steps) == (1.0, 2375)  # one pass: 19,000 rows are plenty
+    for stats in (SMALL, LARGE):
+        steps = [make_plan(stats, p, {}, "cpu", bundled_dir, MEASURED).steps for p in ("Quick test", "Balanced", "Thorough")]
+        assert steps[0] < steps[1] < steps[2] or stats is LARGE and steps[0] < steps[1] <= steps[2]
+
+
+def test_auto_fits_the_time_budget_and_says_the_plan_in_words(bundled_dir):
+    auto = make_plan(LARGE, "Auto", {}, "cpu", bundled_dir, MEASURED)
+    assert auto.capped and auto.spec.max_steps == auto.steps < 200
+    text = auto.describe()
+    assert "**Auto**: 20000 examples (19000 to train on, 1000 held out to check on), 5% of them seen once" in text
+    assert f"**{auto.steps} steps** of 8, about **9 min** on this machine" in text
+    assert "Stops early if the held-out loss has not improved for 3 checks" in text and "Cut to fit Auto's time budget" in text
+    small = make_plan(SMALL, "Auto", {}, "cuda", bundled_dir, 8000.0).describe()
+    assert "70 examples (65 to train on, 5 held out to check on), each seen 17 times: **153 steps** of 8" in small
+
+
+def test_what_the_user_set_is_kept_and_said(bundled_dir):
+    plan = make_plan(SMALL, "Thorough", {"rank": 8, "max_steps": 40}, "cpu", bundled_dir, MEASURED)
+    assert (plan.spec.rank, plan.spec.lora_alpha, plan.spec.max_steps, plan.steps) == (8, 16, 40, 40)
+    assert "Kept as you set them: rank 8, max steps 40." in plan.describe()
+    rslora = make_plan(SMALL, "Balanced", {"method": "rslora"}, "cpu", bundled_dir, MEASURED)
+    assert rslora.spec.learning_rate < plan.spec.learning_rate and "lower for rsLoRA" in rslora.describe()
+
+
+def test_a_dataset_with_nothing_held_out_still_gets_a_plan_that_says_how_it_is_judged(bundled_dir):
+    plan = make_plan(DataStats(rows=8, train_rows=8, validation_rows=0, mean_tokens=30), "Auto", {}, "cpu", bundled_dir, MEASURED)
+    assert plan.spec.early_stopping_patience == 0 and plan.spec.batch_size == 2 and plan.steps == 80  # 4 steps a pass, 20 passes
+    assert "none held out (too few rows)" in plan.describe() and "judged on training rows" in plan.describe()
+
+
+def test_every_bad_setting_is_named_at_once_and_fractions_of_whole_numbers_are_refused():
+    with pytest.raises(SpecError) as refused:
+        TrainSpec.from_dict({"batch_size": 0, "learning_rate": -1})
+    assert "Batch size must be between 1 and 512, not 0." in str(refused.value)
+    assert "Learning rate must be between 1e-07 and 0.01, not -1.0." in str(refused.value)
+    with pytest.raises(SpecError, match="Max steps must be a whole number, not 2.5."):
+        TrainSpec.from_dict({"max_steps": 2.5})
+    with pytest.raises(SpecError, match="There is no preset 'Fast'"):
+        make_plan(SMALL, "Fast", {}, "cpu", None)
