@@ -21,7 +21,7 @@ from studio.device import Device, pick_device
 from studio.errors import TrainingDiverged
 from studio.health import diverged_message, zero_lora_layers
 from studio.training import (Reporter, TrainInputs, TrainResult, _adapter_model, _checkpoint_to_resume, _save_adapter,
-                             _StudioCallback, total_steps)
+                             _StudioCallback, total_steps, trainer_arguments)
 
 log = logging.getLogger("studio.training")
 # TRL's names for what a DPO step logs -> the studio's metrics columns
@@ -88,26 +88,8 @@ def _trainer(inputs: TrainInputs, model, tokenizer, train_rows, validation_rows,
     spec = inputs.spec
     steps = total_steps(spec, len(train_rows))
     config = DPOConfig(
-        output_dir=str(work_dir / "checkpoints"),
-        per_device_train_batch_size=spec.batch_size,
-        per_device_eval_batch_size=spec.batch_size,
-        gradient_accumulation_steps=spec.gradient_accumulation,
-        learning_rate=spec.learning_rate,
-        num_train_epochs=spec.epochs,
-        max_steps=spec.max_steps or -1,
-        lr_scheduler_type=spec.scheduler,
-        warmup_steps=round(spec.warmup_ratio * steps),
-        weight_decay=spec.weight_decay,
-        max_grad_norm=spec.max_grad_norm,
-        optim=spec.optimizer,
-        gradient_checkpointing=spec.gradient_checkpointing,
-        seed=spec.seed,
-        max_length=spec.max_length,
+        **trainer_arguments(spec, steps, work_dir, device),
         beta=spec.beta,
-        bf16=device.bf16,
-        use_cpu=not device.cuda,
-        logging_steps=1,
-        save_strategy="steps",
         save_steps=spec.save_steps,
         save_total_limit=2,
         eval_strategy="steps" if validation_rows else "no",

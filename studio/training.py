@@ -179,20 +179,9 @@ def total_steps(spec: TrainSpec, train_rows: int) -> int:
     return max(1, math.ceil(per_epoch * spec.epochs))
 
 
-def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Path, device: Device, reporter: Reporter):
-    from datasets import Dataset
-    from trl import SFTConfig
-
-    from studio.trainer import StudioTrainer
-
-    spec = inputs.spec
-    steps = total_steps(spec, len(train_rows))
-    early = bool(spec.early_stopping_patience and validation_rows)
-    if spec.early_stopping_patience and not validation_rows:
-        log.info("Early stopping is off for this run: it needs validation rows, and this dataset holds none out.")
-    # With early stopping every checkpoint is evaluated (the best one is kept), at least ten times a run.
-    save_steps = min(spec.save_steps, max(1, steps // 10)) if early else spec.save_steps
-    config = SFTConfig(
+def trainer_arguments(spec: TrainSpec, steps: int, work_dir: Path, device: Device) -> dict:
+    """The TrainingArguments every objective shares (SFT and DPO), from the spec and the device."""
+    return dict(
         output_dir=str(work_dir / "checkpoints"),
         per_device_train_batch_size=spec.batch_size,
         per_device_eval_batch_size=spec.batch_size,
@@ -212,6 +201,24 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
         use_cpu=not device.cuda,
         logging_steps=1,
         save_strategy="steps",
+    )
+
+
+def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Path, device: Device, reporter: Reporter):
+    from datasets import Dataset
+    from trl import SFTConfig
+
+    from studio.trainer import StudioTrainer
+
+    spec = inputs.spec
+    steps = total_steps(spec, len(train_rows))
+    early = bool(spec.early_stopping_patience and validation_rows)
+    if spec.early_stopping_patience and not validation_rows:
+        log.info("Early stopping is off for this run: it needs validation rows, and this dataset holds none out.")
+    # With early stopping every checkpoint is evaluated (the best one is kept), at least ten times a run.
+    save_steps = min(spec.save_steps, max(1, steps // 10)) if early else spec.save_steps
+    config = SFTConfig(
+        **trainer_arguments(spec, steps, work_dir, device),
         save_steps=save_steps,
         save_total_limit=2,  # the best checkpoint is kept besides, when early stopping tracks it
         eval_strategy="steps" if validation_rows else "no",
