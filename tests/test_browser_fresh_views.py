@@ -44,7 +44,7 @@ def test_resaving_reloading_and_stopping_leave_store_and_disk_as_they_should(set
         page.get_by_role("tab", name="Jobs").click()
         page.wait_for_function(f"document.querySelector('#jobs-pick input').value == '#{waiting.id} waiting (succeeded)'", timeout=10_000)
         page.reload()
-        page.wait_for_function("document.querySelector('#data-datasets').innerText.includes('added-later')", timeout=30_000)
+        page.wait_for_function("document.querySelector('#data-datasets')?.innerText.includes('added-later')", timeout=30_000)
 
         # The adapter's rows saved again under another name and split: a new dataset; the old one and its split stay.
         page.locator("#data-upload input[type=file]").set_input_files(str(codeword_file))
