@@ -199,15 +199,17 @@ def _alpaca(row: dict, mapping: dict[str, str]) -> dict | None:
     return {"instruction": instruction, "input": _text(given) or "", "output": output}
 
 
-def _conversation(value) -> dict | None:
+def parse_turns(value) -> list[dict] | None:
+    """A conversation (a list, or its JSON text) of {"role", "content"} or ShareGPT {"from", "value"}
+    turns as {"role", "content"} dicts; None when it is empty or any turn is malformed."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
             return None
-    if not isinstance(value, list):
+    if not isinstance(value, list) or not value:
         return None
-    messages = []
+    turns = []
     for turn in value:
         if not isinstance(turn, dict):
             return None
@@ -215,9 +217,13 @@ def _conversation(value) -> dict | None:
         content = _text(turn.get("content", turn.get("value")))
         if role is None or not content:
             return None
-        messages.append({"role": role, "content": content})
-    roles = {m["role"] for m in messages}
-    return {"messages": messages} if {"user", "assistant"} <= roles else None
+        turns.append({"role": role, "content": content})
+    return turns
+
+
+def _conversation(value) -> dict | None:
+    messages = parse_turns(value)
+    return {"messages": messages} if messages and {"user", "assistant"} <= {m["role"] for m in messages} else None
 
 
 def _duplicates(records: list[dict | None]) -> list[int]:

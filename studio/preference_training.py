@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer
 from transformers.trainer_callback import PrinterCallback
 
 from studio.chat import build_prompt
@@ -21,7 +20,7 @@ from studio.device import Device, pick_device
 from studio.errors import TrainingDiverged
 from studio.health import diverged_message, zero_lora_layers
 from studio.training import (Reporter, TrainInputs, TrainResult, _adapter_model, _checkpoint_to_resume, _save_adapter,
-                             _StudioCallback, total_steps, trainer_arguments)
+                             _StudioCallback, total_steps, trainer_arguments, training_tokenizer)
 
 log = logging.getLogger("studio.training")
 # TRL's names for what a DPO step logs -> the studio's metrics columns
@@ -38,9 +37,7 @@ def train_preferences(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, re
     started = time.monotonic()
     spec, device = inputs.spec, pick_device()
     torch.manual_seed(spec.seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(inputs.base_dir))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = training_tokenizer(inputs.base_dir)
     train_rows, validation_rows = _pairs(inputs, tokenizer)
     resume_from = _checkpoint_to_resume(work_dir, inputs)
     trainer = _trainer(inputs, _adapter_model(inputs, device), tokenizer, train_rows, validation_rows, work_dir, device, reporter)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.data import DEFAULT_VALIDATION_FRACTION, SHAREGPT_ROLES, IssueKind, _text, store_records
+from studio.data import DEFAULT_VALIDATION_FRACTION, IssueKind, _text, parse_turns, store_records
 from studio.errors import DataError
 from studio.prompts import token_ids
 from studio.readers import read_table
@@ -133,32 +133,12 @@ def _plain_pair(row: dict, chosen: str, rejected: str, prompt: str, given: str |
 
 def _chat_pair(chosen, rejected) -> dict | None:
     """Two conversations that agree up to their last turn, an assistant's answer on each side."""
-    sides = [_turns(chosen), _turns(rejected)]
+    sides = [parse_turns(chosen), parse_turns(rejected)]
     if not all(sides) or any(side[-1]["role"] != "assistant" or len(side) < 2 for side in sides):
         return None
     if sides[0][:-1] != sides[1][:-1] or sides[0][-2]["role"] != "user":
         return None
     return {"prompt": sides[0][:-1], "chosen": sides[0][-1]["content"], "rejected": sides[1][-1]["content"]}
-
-
-def _turns(value) -> list[dict] | None:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return None
-    if not isinstance(value, list) or not value:
-        return None
-    turns = []
-    for turn in value:
-        if not isinstance(turn, dict):
-            return None
-        role = SHAREGPT_ROLES.get(str(turn.get("role", turn.get("from", ""))).lower())
-        content = _text(turn.get("content", turn.get("value")))
-        if role is None or not content:
-            return None
-        turns.append({"role": role, "content": content})
-    return turns
 
 
 def _count(records: list[dict | None], tokenizer) -> list[tuple[int, int, int]]:

@@ -95,9 +95,7 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     started = time.monotonic()
     spec, device = inputs.spec, pick_device()
     torch.manual_seed(spec.seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(inputs.base_dir))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = training_tokenizer(inputs.base_dir)
     train_rows, validation_rows = _encode_split(inputs, tokenizer, work_dir.parent / ENCODED_CACHE)
     resume_from = _checkpoint_to_resume(work_dir, inputs)
     model = _adapter_model(inputs, device)
@@ -177,6 +175,14 @@ def total_steps(spec: TrainSpec, train_rows: int) -> int:
         return spec.max_steps
     per_epoch = math.ceil(train_rows / (spec.batch_size * spec.gradient_accumulation))
     return max(1, math.ceil(per_epoch * spec.epochs))
+
+
+def training_tokenizer(base_dir: Path):
+    """The base's tokenizer, padding with its end-of-sequence token where it has no pad token of its own."""
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def trainer_arguments(spec: TrainSpec, steps: int, work_dir: Path, device: Device) -> dict:

@@ -34,6 +34,19 @@ def bundled_dir(models_dir) -> Path:
     return bundled_model_dir(models_dir)
 
 
+@pytest.fixture(scope="module")
+def lora_model(bundled_dir):
+    """The bundled model with a LoRA adapter whose B is random, not zero, so the adapter changes the logits."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(bundled_dir, dtype=torch.float32)
+    torch.manual_seed(0)
+    config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
+    return get_peft_model(base, config)
+
+
 @pytest.fixture(scope="session")
 def tokenizer(bundled_dir):
     return load_tokenizer(bundled_dir)

@@ -8,13 +8,18 @@ from conftest import pick, set_slider
 QUESTION = "What is the codeword for boats?"
 
 
-def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
-    url, adapter = trained_studio
+def open_chat_with_adapter(page, url: str, adapter) -> None:
+    """The Chat tab with the adapter as B and the generation settings open."""
     page.goto(url)
     page.get_by_role("tab", name="Chat").click()
     page.locator("#chat-model-b input").click()
     page.get_by_role("option", name=f"{adapter.name} (adapter #{adapter.id})").click()
     page.get_by_text("Generation settings").click()
+
+
+def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
+    url, adapter = trained_studio
+    open_chat_with_adapter(page, url, adapter)
     set_slider(page, "#chat-temperature", "0")  # greedy: the answers below are the models' own, not luck
     set_slider(page, "#chat-max-new-tokens", "16")
     votes = [page.locator(f"#chat-vote-{winner}") for winner in ("a", "b", "tie")]
@@ -67,11 +72,7 @@ def test_blind_ab_hides_the_models_until_the_vote(trained_studio, page):
     from studio.feedback import swapped_sides
 
     url, adapter = trained_studio
-    page.goto(url)
-    page.get_by_role("tab", name="Chat").click()
-    page.locator("#chat-model-b input").click()
-    page.get_by_role("option", name=f"{adapter.name} (adapter #{adapter.id})").click()
-    page.get_by_text("Generation settings").click()
+    open_chat_with_adapter(page, url, adapter)
     set_slider(page, "#chat-max-new-tokens", "4")
     page.locator("#chat-seed input").fill("1")  # seed 1 puts B's model on side A for the first message
     page.locator("#chat-seed input").press("Tab")

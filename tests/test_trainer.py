@@ -4,20 +4,10 @@ import shutil
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM
 
 from studio import token_cache
 from studio.batching import length_grouped_order
 from studio.trainer import answer_loss
-
-
-@pytest.fixture(scope="module")
-def lora_model(bundled_dir):
-    base = AutoModelForCausalLM.from_pretrained(bundled_dir, dtype=torch.float32)
-    torch.manual_seed(0)
-    config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
-    return get_peft_model(base, config)  # B is random, not zero: the adapter changes the logits
 
 
 def padded_batch(tokenizer) -> dict[str, torch.Tensor]:
