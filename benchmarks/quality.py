@@ -1,7 +1,7 @@
 """Does an adapter trained with the default (Auto) plan learn? Three generated tasks of the kinds
 domain teams bring, each scored on a held-out test file the run never saw.
 
-    .venv/bin/python -m benchmarks.quality [--tasks tickets,dates,clinic] [--home DIR]
+    .venv/bin/python -m benchmarks.quality [--tasks tickets,dates,clinic] [--home DIR] [--set lora_dropout=0.1 ...]
 
 - tickets: route an IT ticket, answer "team: X; priority: Y" (a fixed-format classification)
 - dates: write a date given in words in ISO 8601 (an exact transformation)
@@ -132,7 +132,7 @@ def task_data(name: str) -> tuple[list[dict], list[dict]]:
     return train, [r for r in test if (r["instruction"], r["input"]) not in seen][:20]
 
 
-def run_task(name: str, settings, store, tokenizer) -> dict:
+def run_task(name: str, settings, store, tokenizer, chosen: dict) -> dict:
     from jobs.run import run_job
     from studio.data import inspect_file, save_dataset
     from studio.device import pick_device
@@ -152,7 +152,7 @@ def run_task(name: str, settings, store, tokenizer) -> dict:
         saved.append(save_dataset(store, settings.datasets_dir, report, name=f"{name}-{kind}", validation_fraction=0.05 if kind == "train" else 0.0))
     dataset, test_set = saved
     base_dir = resolve_model("bundled", settings.models_dir)
-    plan = make_plan(dataset_stats(dataset, base_dir), "Auto", {}, pick_device().name, base_dir, measured_tokens_per_second(store, "bundled"))
+    plan = make_plan(dataset_stats(dataset, base_dir), "Auto", chosen, pick_device().name, base_dir, measured_tokens_per_second(store, "bundled"))
     print(plan.describe().replace("**", ""), flush=True)
     job = store.add_job(kind="train", name=f"{name}-auto", dataset_id=dataset.id, base_model="bundled", spec=plan.spec.to_json())
     store.update_job(job.id, test_dataset_id=test_set.id)
@@ -168,11 +168,25 @@ def run_task(name: str, settings, store, tokenizer) -> dict:
             "base_rouge": evaluation.base_rouge, "adapter_rouge": evaluation.adapter_rouge, "verdict": verdict.kind, "says": str(verdict)}
 
 
+def chosen_settings(pairs: list[str]) -> dict:
+    """--set name=value pairs as the settings a user chose, typed as TrainSpec's fields."""
+    from studio.spec import TrainSpec
+
+    chosen = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        chosen[name] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
+    TrainSpec.from_dict(chosen)  # refuses an unknown setting or value before anything trains
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="tickets,dates,clinic")
     parser.add_argument("--home", type=Path, help="studio home to use (default: a new temporary folder)")
     parser.add_argument("--models-dir", type=Path, help="prepared models folder to share (default: under the home)")
+    parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
+                        help="a setting chosen as a user would (e.g. lora_dropout=0.1), kept by the plan; repeatable")
     args = parser.parse_args()
     from jobs.run import quiet_libraries
     from studio.models import load_tokenizer, resolve_model
@@ -187,7 +201,7 @@ def main() -> None:
     tokenizer = load_tokenizer(resolve_model("bundled", settings.models_dir))
     results = []
     for name in args.tasks.split(","):
-        results.append(run_task(name, settings, store, tokenizer))
+        results.append(run_task(name, settings, store, tokenizer, chosen_settings(args.set)))
         print(json.dumps(results[-1]), flush=True)
     print(f"\n{'task':<8} {'rows':>5} {'steps':>6} {'minutes':>8} {'exact base → adapter':>22} {'ROUGE-L base → adapter':>24}  verdict")
     for r in results:
