@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from studio.data import load_records, split_indices
-from studio.errors import EvaluationError
+from studio.errors import DataError, EvaluationError
 from studio.models import load_base_model, resolve_model
 from studio.prompts import encode, get_template, render
 from studio.store import AdapterRecord, DatasetRecord, EvaluationRecord, Store
@@ -146,6 +146,25 @@ def save_test_set(store: Store, datasets_dir: Path, path: Path, tokenizer, max_b
     if same:  # saved already (perhaps as training data): reuse it, never change its name or split
         return same
     return save_dataset(store, datasets_dir, report, name=f"{Path(report.file_name).stem} (test)", validation_fraction=0.0)
+
+
+def attach_test_file(store: Store, datasets_dir: Path, dataset_id: int, path: Path, tokenizer, max_bytes: int,
+                     name: str | None = None) -> str:
+    """Check a user's test file, save it and judge the dataset's adapters on it from now on; says what was done in
+    words, flagging rows that are also training rows. Raises DataError for a file that cannot be used."""
+    dataset = store.dataset(dataset_id)
+    test = save_test_set(store, datasets_dir, path, tokenizer, max_bytes, name)
+    if test.id == dataset.id:
+        raise DataError(f"{name or path.name} holds the same rows as '{dataset.name}' itself, so it cannot test what the adapter "
+                        "learned. Attach a file of examples the dataset does not contain.")
+    store.attach_test_set(dataset.id, test.id)
+    overlap = held_out(store, dataset, test.id, tokenizer).overlap
+    note = (f"Adapters of '{dataset.name}' are now judged on '{test.name}' ({test.rows} rows) instead of its validation rows; "
+            "press *Evaluate again* in Compare to judge an adapter trained already on them.")
+    if overlap:
+        note += (f" {overlap} of its rows ask the same as a training row, so they only show that the adapter learned them: "
+                 "remove them from the test file for a fair verdict.")
+    return note
 
 
 def training_records(dataset: DatasetRecord) -> list[dict]:

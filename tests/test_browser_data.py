@@ -53,3 +53,13 @@ def test_a_refused_file_explains_itself_and_the_example_loads_with_one_click(stu
     assert "Larkfield" in page.locator("#data-preview").inner_text()
     page.locator("#data-save").click()
     page.locator("#data-saved").get_by_text("Saved as 'library_helpdesk'").wait_for()
+
+    page.locator("#data-test").click()  # the user's own test file, attached to the dataset just saved
+    page.locator("#data-test-attach").click()
+    page.locator("#data-test-note").get_by_text("Choose the saved dataset whose adapters the test file should judge.").wait_for()
+    page.locator("#data-test-dataset input").click()
+    page.get_by_role("option", name="library_helpdesk").first.click()
+    page.locator("#data-test-upload input[type=file]").set_input_files(str(FIXTURES / "alpaca.jsonl"))
+    page.locator("#data-test-attach").click()
+    page.locator("#data-test-note").get_by_text("Adapters of 'library_helpdesk' are now judged on 'alpaca (test)'").wait_for(timeout=30_000)
+    assert "Error" not in page.locator("#data-test").inner_text()

@@ -62,3 +62,20 @@ def test_cli_evaluate_prints_json_by_adapter_name(trained):
 def test_cli_evaluate_of_an_unknown_adapter_exits_2(studio_env):
     result = run_cli(studio_env, "evaluate", "--adapter", "nothing-here")
     assert result.returncode == 2 and "No registered adapter has the id, name or folder 'nothing-here'" in result.stderr
+
+
+def test_a_test_file_attached_to_a_dataset_is_checked_and_overlap_with_training_rows_flagged(settings, store, codeword_file, tokenizer):
+    from studio.errors import DataError
+    from studio.evaluate import attach_test_file, training_records
+
+    dataset = save_codewords(settings, store, codeword_file, tokenizer)
+    test_file = settings.home / "mine.jsonl"
+    new_rows = [{"instruction": f"What is the codeword for gate {n}?", "input": "", "output": f"The codeword for gate {n} is NEW-{n}."}
+                for n in range(3)]
+    test_file.write_text("".join(json.dumps(r) + "\n" for r in new_rows + training_records(dataset)[:2]))
+    note = attach_test_file(store, settings.datasets_dir, dataset.id, test_file, tokenizer, 2**20, "mine.jsonl")
+    assert note.startswith(f"Adapters of '{dataset.name}' are now judged on 'mine (test)' (5 rows)")
+    assert "2 of its rows ask the same as a training row" in note
+    assert store.dataset(store.dataset(dataset.id).test_dataset_id).name == "mine (test)"
+    with pytest.raises(DataError, match="holds the same rows as"):
+        attach_test_file(store, settings.datasets_dir, dataset.id, codeword_file, tokenizer, 2**20, "codewords.jsonl")

@@ -7,6 +7,7 @@ import gradio as gr
 from studio.data import (DEFAULT_MAX_LENGTH, DROPPABLE_KINDS, EXAMPLE_DATASET, ISSUE_KINDS, PREVIEW_ROWS, DataReport, inspect_file,
                          preview_rows, save_dataset)
 from studio.errors import StudioError
+from studio.evaluate import attach_test_file
 from studio.models import load_tokenizer
 from studio.prompts import templates
 from studio.readers import FORMATS
@@ -30,6 +31,11 @@ START_HERE = """**New here? Five steps from examples to your own model.**
 def dataset_rows(store: Store) -> list[list]:
     return [[d.id, d.name, d.rows, d.format, d.template, round(d.validation_fraction * 100), html.readable_time(d.created)]
             for d in store.datasets()]
+
+
+def dataset_choices(store: Store) -> list[tuple[str, int]]:
+    """Saved datasets as a picker's choices, newest first (the Train tab's too)."""
+    return [(f"{d.name} ({d.rows} rows, #{d.id})", d.id) for d in store.datasets()]
 
 
 def saved_note(store: Store, record: DatasetRecord, existed: bool) -> str:
@@ -90,7 +96,15 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
     save = gr.Button("Save dataset", variant="primary", interactive=False, elem_id="data-save")
     saved = gr.HTML(elem_id="data-saved")
     table = gr.Dataframe(dataset_rows(store), headers=DATASET_HEADERS, interactive=False, label="Saved datasets", elem_id="data-datasets")
-    on_show(page, lambda: dataset_rows(store), None, table)
+    with gr.Accordion("Your own test file (optional)", open=False, elem_id="data-test"):
+        gr.Markdown("Examples the adapters never train on, in any format above. The verdict and Compare then judge every adapter "
+                    "of the chosen dataset on them instead of its validation rows; rows that are also training rows are flagged.")
+        with gr.Row():
+            test_for = gr.Dropdown(dataset_choices(store), value=None, label="Judge adapters of", elem_id="data-test-dataset")
+            test_upload = gr.File(label="Test file", file_types=list(FORMATS), elem_id="data-test-upload")
+        attach = gr.Button("Attach test file", elem_id="data-test-attach")
+        attached = gr.HTML(elem_id="data-test-note")
+    on_show(page, lambda: (dataset_rows(store), gr.update(choices=dataset_choices(store))), None, [table, test_for])
 
     def analyse(file, template_name, length, detect, *chosen):
         """Check the file; whatever was shown for an earlier file (results, a save note, an error) goes."""
@@ -140,4 +154,21 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
         record = save_dataset(store, settings.datasets_dir, report, name=label, drop=set(kinds), validation_fraction=percent / 100)
         return html.message(saved_note(store, record, record.id in before), ok=True), dataset_rows(store)
 
-    save.click(save_current, [report_state, drop, name, validation], [saved, table])
+    save.click(save_current, [report_state, drop, name, validation], [saved, table]).then(
+        lambda: gr.update(choices=dataset_choices(store)), None, test_for)
+
+    @shown_to_user
+    def attach_test(dataset_id, file):
+        """The note (or what is wrong) in place, as for a checked file: no error badges on the fields."""
+        if dataset_id is None:
+            return html.message("Choose the saved dataset whose adapters the test file should judge."), gr.update(), gr.update()
+        if not file:
+            return html.message("Upload the test file first: held-out examples in any format the Data tab reads."), gr.update(), gr.update()
+        try:
+            note = attach_test_file(store, settings.datasets_dir, int(dataset_id), Path(file), load_tokenizer(model_dir),
+                                    settings.max_upload_bytes, Path(file).name)
+        except StudioError as error:
+            return html.message(str(error)), gr.update(), gr.update()
+        return html.message(note, ok=True), dataset_rows(store), gr.update(choices=dataset_choices(store))
+
+    attach.click(attach_test, [test_for, test_upload], [attached, table, test_for])

@@ -20,6 +20,7 @@ from studio.settings import Settings
 from studio.spec import TrainSpec, label
 from studio.store import Store
 from studio.sweeps import parse_sweep, sweep_specs
+from studio.ui.data_tab import dataset_choices
 from studio.ui.errors import shown_to_user
 from studio.ui.refresh import on_show
 
@@ -47,10 +48,6 @@ class TrainTab:
     started_job: gr.State
     start_event: object  # chain .success(...) to act on the started job
     edited: gr.State  # names of the advanced settings the user set: a new plan leaves them alone
-
-
-def dataset_choices(store: Store) -> list[tuple[str, int]]:
-    return [(f"{d.name} ({d.rows} rows, #{d.id})", d.id) for d in store.datasets()]
 
 
 def _component(field: dataclasses.Field, value):
