@@ -105,16 +105,3 @@ def test_the_studio_loss_runs_in_the_precision_the_trainer_is_set_to(lora_model,
         hook.remove()
     assert produced == [torch.bfloat16]
 
-
-def test_bf16_autocast_gives_the_float32_loss_and_gradients_within_its_precision(lora_model, tokenizer):
-    batch = padded_batch(tokenizer)
-    lora_b = [p for name, p in lora_model.named_parameters() if "lora_B" in name]
-    lora_b = lora_b[:2] + lora_b[-2:]
-    expected = answer_loss(lora_model, batch)[0]
-    expected_grads = torch.autograd.grad(expected, lora_b)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = answer_loss(lora_model, batch)[0]
-    grads = torch.autograd.grad(loss, lora_b)
-    assert abs(loss.item() / expected.item() - 1) < 0.02  # bf16 keeps 8 bits of mantissa: about 0.4% per product
-    for a, b in zip(grads, expected_grads):
-        assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
