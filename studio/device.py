@@ -32,7 +32,9 @@ def pick_device() -> Device:
 @lru_cache(maxsize=1)
 def _cpu_has_bf16() -> bool:
     """AVX-512 BF16 (or AMX) makes bf16 matrix products faster than float32; without them bf16 is
-    emulated, about a hundred times slower. The flag is checked, then a small product timed in both."""
+    emulated, about a hundred times slower. The flag is checked, then a small product timed in both.
+    On the AVX-512-BF16 EPYC a whole packed LoRA step under bf16 autocast took 2.39 CPU s against
+    4.60 s in float32 (the README's Performance section), so the product speaks for the step."""
     check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     if not (check and check()):
         return False
@@ -41,11 +43,15 @@ def _cpu_has_bf16() -> bool:
 
 
 def _seconds(matrix: torch.Tensor) -> float:
+    """The fastest of five products: on a machine loaded by other work, being preempted only ever adds
+    time, and one preemption in a sum could pick float32 on a CPU whose bf16 is twice as fast."""
     matrix @ matrix  # warm up
-    started = time.perf_counter()
-    for _ in range(3):
+    fastest = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
         matrix @ matrix
-    return time.perf_counter() - started
+        fastest = min(fastest, time.perf_counter() - started)
+    return fastest
 
 
 def memory_mb(device: Device) -> float:

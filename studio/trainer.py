@@ -103,7 +103,8 @@ class StudioTrainer(SFTTrainer):
         if return_outputs or model is not self.model or not plain_head(self.model):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
-        loss, count, correct = answer_loss(model, inputs, num_items_in_batch)
+        with self.accelerator.autocast():  # the precision `bf16` asks for: accelerate's autocast wraps model.forward only
+            loss, count, correct = answer_loss(model, inputs, num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as TRL does: DDP averages gradients
         self._metrics[mode]["mean_token_accuracy"].append(float(correct / count.clamp(min=1)))

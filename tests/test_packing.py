@@ -44,6 +44,23 @@ def test_packed_rows_give_the_padded_batchs_loss_and_gradients(lora_model, rows,
         lora_model.get_base_model().set_attn_implementation("sdpa")
 
 
+def test_packed_rows_under_bf16_autocast_give_the_float32_loss_and_gradients_within_its_precision(lora_model, rows, tokenizer):
+    """The studio's default path where the CPU has bf16 units: products in bf16, the rows' attention in float32."""
+    weights = [p for name, p in lora_model.named_parameters() if "lora_B" in name]
+    weights = weights[:2] + weights[-2:]
+    expected, expected_grads = padded_loss_and_grads(lora_model, PaddingCollator(tokenizer.pad_token_id)(rows), weights)
+    use_packed_rows(lora_model)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = answer_loss(lora_model, PackingCollator()(rows))[0]
+        grads = torch.autograd.grad(loss, weights)
+    finally:
+        lora_model.get_base_model().set_attn_implementation("sdpa")
+    assert abs(loss.item() / expected.item() - 1) < 0.02  # bf16 keeps 8 bits of mantissa: about 0.4% per product
+    for a, b in zip(grads, expected_grads):
+        assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
+
+
 def test_packed_rows_do_not_see_each_other(lora_model, rows):
     """A row's logits are the same whatever row comes before it in the pack."""
     use_packed_rows(lora_model)

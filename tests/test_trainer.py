@@ -85,3 +85,23 @@ def test_token_cache_key_covers_content_tokenizer_and_settings(bundled_dir, tmp_
     assert key == token_cache.cache_key(other, "hash-a", **settings)  # the weights do not matter, the tokenizer does
     (other / "tokenizer_config.json").write_text((other / "tokenizer_config.json").read_text() + "\n")
     assert key != token_cache.cache_key(other, "hash-a", **settings)
+
+
+def test_the_studio_loss_runs_in_the_precision_the_trainer_is_set_to(lora_model, tokenizer, tmp_path):
+    """accelerate's bf16 autocast wraps model.forward, which answer_loss goes around: the trainer applies it itself."""
+    from datasets import Dataset
+    from trl import SFTConfig
+
+    from studio.trainer import StudioTrainer
+
+    config = SFTConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none", dataset_kwargs={"skip_prepare_dataset": True})
+    rows = Dataset.from_list([{"input_ids": [1, 2], "labels": [1, 2]}])
+    trainer = StudioTrainer(model=lora_model, args=config, processing_class=tokenizer, train_dataset=rows)
+    produced = []
+    hook = lora_model.get_base_model().model.layers[0].mlp.down_proj.register_forward_hook(lambda m, i, out: produced.append(out.dtype))
+    try:
+        trainer.compute_loss(trainer.model, padded_batch(tokenizer))
+    finally:
+        hook.remove()
+    assert produced == [torch.bfloat16]
+
