@@ -58,11 +58,10 @@ def test_a_refused_file_explains_itself_and_the_example_loads_with_one_click(stu
 
 def test_a_preference_file_is_previewed_side_by_side_and_saved_as_pairs(studio, page):
     upload(page, studio, "pairs.jsonl")
-    status = page.locator("#data-status")
-    status.get_by_text("4 of 6 pairs will be used").wait_for(timeout=60_000)
-    problems = page.locator("#data-problems").inner_text()
-    assert "A prompt, chosen or rejected answer is missing or empty — 1 row (row 2)" in problems
-    assert "The chosen and rejected answers are the same — 1 row (row 3)" in problems
+    page.locator("#data-status").get_by_text("4 of 6 pairs will be used").wait_for(timeout=60_000)
+    for problem in ("A prompt, chosen or rejected answer is missing or empty — 1 row (row 2)",
+                    "The chosen and rejected answers are the same — 1 row (row 3)"):
+        assert problem in page.locator("#data-problems").inner_text()
     pair = page.locator("#data-preview .studio-example").nth(1)  # row 4, the second pair used
     assert "Row 4" in pair.inner_text() and "What is the capital of France?" in pair.locator(".studio-prompt").inner_text()
     chosen, rejected = pair.locator(".studio-chosen"), pair.locator(".studio-rejected")
@@ -73,7 +72,7 @@ def test_a_preference_file_is_previewed_side_by_side_and_saved_as_pairs(studio, 
     screenshot(page, "data-preference-pairs")
 
     page.get_by_label("Exact duplicate of an earlier row").check()
-    status.get_by_text("3 of 6 pairs will be used").wait_for()
+    page.locator("#data-status").get_by_text("3 of 6 pairs will be used").wait_for()
     page.locator("#data-save").click()
     page.locator("#data-saved").get_by_text("Saved as 'pairs'").wait_for()
     assert "3 rows" in page.locator("#data-saved").inner_text() and "DPO" in page.locator("#data-saved").inner_text()
