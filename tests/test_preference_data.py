@@ -45,7 +45,7 @@ def test_saved_pairs_are_a_preference_dataset_with_a_plan_of_their_own(tokenizer
 
     plan = make_plan(DataStats(rows=40, train_rows=35, validation_rows=5, mean_tokens=50, pairs=True), "Balanced", {}, "cpu", bundled_dir, 100.0)
     assert (plan.spec.objective, plan.spec.batch_size, plan.spec.epochs, plan.steps, plan.spec.early_stopping_patience) == ("dpo", 4, 3.0, 27, 0)
-    assert plan.spec.learning_rate == 2e-4 and plan.spec.beta == 0.1
+    assert plan.spec.learning_rate == 1e-4 and plan.spec.beta == 0.1
     text = plan.describe()
     assert "**Balanced**: DPO on 40 pairs (35 to train on, 5 held out to check on), each seen 3 times: **27 steps** of 4" in text
     assert "beta 0.1 (how closely the adapter stays to where it started)" in text and "Stops early" not in text
