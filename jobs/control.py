@@ -7,6 +7,7 @@ from jobs.tasks import enqueue, resume, train_job
 from studio.errors import ExportError, JobError
 from studio.export import DTYPES, check_mix
 from studio.feedback import feedback_dataset
+from studio.preferences import check_objective
 from studio.spec import TrainSpec
 from studio.store import JobRecord, Store, now
 
@@ -14,8 +15,10 @@ from studio.store import JobRecord, Store, now
 def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: TrainSpec, name: str, sweep: str | None = None,
                     test_dataset_id: int | None = None) -> JobRecord:
     """Record a training job and put it on the queue; the worker picks jobs in order. A test set (a saved
-    dataset of the user's own held-out examples) is what its verdict will be judged on."""
+    dataset of the user's own held-out examples) is what its verdict will be judged on. Raises SpecError when the
+    objective does not suit the dataset."""
     dataset = store.dataset(dataset_id)  # raises NotFound for a stale choice
+    check_objective(dataset, spec)  # DPO or KTO on instructions, or SFT on pairs, is refused before it is queued
     job = store.add_job(kind="train", name=name.strip() or f"{dataset.name}-{spec.method}", dataset_id=dataset.id,
                         base_model=base_model, spec=spec.to_json(), sweep=sweep)
     if test_dataset_id is not None:

@@ -22,13 +22,13 @@ from jobs.reporting import FollowerReporter, StoreReporter, record_failure
 from studio.chat import saved_template
 from studio.continuation import start_adapter
 from studio.data import load_records
-from studio.errors import SpecError
 from studio.models import resolve_model
 from studio.preference_training import train_preferences
+from studio.preferences import check_objective
 from studio.registry import adapter_folder
 from studio.settings import Settings, load_settings
-from studio.spec import TrainSpec
-from studio.store import DatasetRecord, Store, now
+from studio.spec import PREFERENCE_OBJECTIVES, TrainSpec
+from studio.store import Store, now
 from studio.training import TrainInputs, TrainResult, checkpoint_step, latest_checkpoint, train
 
 log = logging.getLogger("studio.job")
@@ -75,7 +75,7 @@ def train_inputs(settings: Settings, store: Store | RemoteStore, job) -> TrainIn
     if start:
         log.info(start.note)
     # Preference pairs are shown in the prompt format the adapter they continue was trained with.
-    template = (saved_template(start.adapter.path) if start and spec.objective == "dpo" else None) or dataset.template
+    template = (saved_template(start.adapter.path) if start and spec.objective in PREFERENCE_OBJECTIVES else None) or dataset.template
     return TrainInputs(
         spec=start.spec if start else spec, name=job.name, base_model=job.base_model,
         base_dir=resolve_model(job.base_model, settings.models_dir), records=load_records(dataset.path),
@@ -85,18 +85,8 @@ def train_inputs(settings: Settings, store: Store | RemoteStore, job) -> TrainIn
 
 
 def recipe(spec: TrainSpec):
-    """The training recipe for the spec's objective: DPO on preference pairs, else instruction tuning."""
-    return train_preferences if spec.objective == "dpo" else train
-
-
-def check_objective(dataset: DatasetRecord, spec: TrainSpec) -> None:
-    """DPO learns from preference pairs, instruction tuning from instructions: refuse the wrong kind of dataset."""
-    if spec.objective == "dpo" and dataset.shape != "preference":
-        raise SpecError(f"Dataset {dataset.id} '{dataset.name}' holds instructions and answers, not preference pairs, so DPO "
-                        "cannot train on it. Save a preference file (prompt, chosen, rejected) or your Chat feedback as a "
-                        "dataset, or train this one with the 'sft' objective.")
-    if spec.objective != "dpo" and dataset.shape == "preference":
-        raise SpecError(f"Dataset {dataset.id} '{dataset.name}' holds preference pairs: train it with the 'dpo' objective.")
+    """The training recipe for the spec's objective: preference training (DPO, KTO) on pairs, else instruction tuning."""
+    return train_preferences if spec.objective in PREFERENCE_OBJECTIVES else train
 
 
 def is_leader() -> bool:

@@ -10,6 +10,7 @@ from studio.health import HealthWarning, evaluation_warnings, training_warnings
 from studio.store import JobRecord, Store
 
 FORGET_AFTER_SECONDS = 24 * 3600  # stopped or lost workers drop out of the Workers view after a day
+PREFERENCE_SERIES = {"reward_margin": "reward margin", "reward_accuracy": "preference accuracy"}
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class JobStatus:
     tokens_per_second: float | None  # real (non-padding) tokens
     utilisation: float | None  # share of the device's measured matrix-multiply speed put to use
     curve: list[dict]  # {"step", "loss", "series"} points: train loss and validation loss
+    preference_curve: list[dict]  # {"step", "value", "series"} points of a preference run: reward margin, preference accuracy
     warnings: list[HealthWarning]
     stop_note: str | None  # where early stopping ended the run and which checkpoint it kept
 
@@ -36,6 +38,8 @@ def job_status(store: Store, job_id: int) -> JobStatus:
     curve = [{"step": m["step"], "loss": m["loss"], "series": "training loss"} for m in trained]
     evaluated = [{"step": m["step"], "loss": m["eval_loss"], "series": "validation loss"} for m in metrics if m["eval_loss"] is not None]
     curve += evaluated
+    preference_curve = [{"step": m["step"], "value": m[key], "series": series} for key, series in PREFERENCE_SERIES.items()
+                        for m in metrics if m[key] is not None]
     last = trained[-1] if trained else None
     seconds_left = None
     if job.state == "running" and last and last["seconds"] and last["step"]:
@@ -46,7 +50,7 @@ def job_status(store: Store, job_id: int) -> JobStatus:
         warnings += evaluation_warnings(store.latest_evaluation(adapter.id))
     return JobStatus(job, store.queue_position(job_id), last["epoch"] if last else None, seconds_left,
                      last["tokens_per_second"] if last else None, last["utilisation"] if last else None, curve,
-                     warnings, early_stop_note(adapter.summary if adapter else {}, job.spec))
+                     preference_curve, warnings, early_stop_note(adapter.summary if adapter else {}, job.spec))
 
 
 def early_stop_note(summary: dict, spec: dict) -> str | None:

@@ -21,6 +21,7 @@ from jobs.reporting import record_failure
 from jobs.run import job_folder
 from studio.errors import JobError
 from studio.settings import load_settings
+from studio.spec import PREFERENCE_OBJECTIVES
 from studio.store import JobRecord, Store, now
 
 HEARTBEAT_SECONDS = 2
@@ -82,10 +83,10 @@ def _run_in_child(store: Store | RemoteStore, job_id: int) -> bool:
 def evaluate_after_training(store: Store | RemoteStore, job_id: int) -> JobRecord | None:
     """Queue the evaluation of a finished job's adapter, for its verdict: on the job's or dataset's test file,
     its validation rows, or (a dataset too small to hold rows out) training rows, as the verdict says.
-    A DPO run's held-out pairs are scored in its own evaluation loss instead."""
+    A preference run's (DPO, KTO) held-out pairs are scored in its own evaluation loss instead."""
     job = store.job(job_id)
     adapter = store.adapter(job.adapter_id)
-    if adapter.spec.get("objective") == "dpo":
+    if adapter.spec.get("objective") in PREFERENCE_OBJECTIVES:
         return None
     return enqueue(store, "evaluate", f"evaluate {adapter.name}", adapter.base_model, {"adapter_id": adapter.id})
 

@@ -13,13 +13,14 @@ from pathlib import Path
 
 from studio.blending import blend_datasets, plan_blend
 from studio.cli_feedback import add_commands as add_feedback_commands
-from studio.data import DEFAULT_MAX_LENGTH, inspect_file, save_dataset
+from studio.data import DEFAULT_MAX_LENGTH, inspect_file
 from studio.device import pick_device
 from studio.errors import StudioError
 from studio.models import load_tokenizer, resolve_model
 from studio.plan import PRESET_FLAGS, dataset_stats, make_plan, measured_tokens_per_second
+from studio.preferences import check_objective, inspect_data_file, save_report
 from studio.settings import Settings, load_settings
-from studio.spec import TrainSpec
+from studio.spec import PREFERENCE_OBJECTIVES, TrainSpec
 from studio.export import DTYPES
 from studio.imports import resolve_adapter
 from studio.store import DatasetRecord, JobRecord, Store
@@ -169,12 +170,12 @@ def attach_test_command(args: argparse.Namespace) -> int:
 
 
 def dataset_for(ref: str, settings: Settings, store: Store, base_dir: Path) -> DatasetRecord:
-    """A saved dataset by id or name, or a data file checked and saved as the Data tab does."""
+    """A saved dataset by id or name, or a data file (instructions or preference pairs) checked and saved as the Data tab does."""
     path = Path(ref)
     if not path.is_file():
         return store.find_dataset(ref)
-    report = inspect_file(path, load_tokenizer(base_dir), max_bytes=settings.max_upload_bytes)
-    return save_dataset(store, settings.datasets_dir, report, name=path.stem)
+    report = inspect_data_file(path, load_tokenizer(base_dir), max_bytes=settings.max_upload_bytes)
+    return save_report(store, settings.datasets_dir, report, name=path.stem)
 
 
 def test_set_for(path: Path | None, settings: Settings, store: Store, base_dir: Path) -> DatasetRecord | None:
@@ -202,6 +203,7 @@ def train_command(args: argparse.Namespace) -> int:
     test_set = test_set_for(args.test_file, settings, store, base_dir)
     plan = make_plan(dataset_stats(dataset, base_dir), PRESET_FLAGS[args.preset], given, pick_device().name, base_dir,
                      measured_tokens_per_second(store, args.model))
+    check_objective(dataset, plan.spec)  # DPO or KTO on instructions, or SFT on pairs: refused before anything runs
     print(plan.describe().replace("**", ""), file=sys.stderr if args.json else sys.stdout)
     spec = plan.spec
     runs = sweep_specs(spec, parse_sweep(";".join(args.sweep))) if args.sweep else [("", spec)]
@@ -236,11 +238,12 @@ def _train_here(args: argparse.Namespace, settings: Settings, store: Store, data
     adapter_id = store.job(job.id).adapter_id
     outcome = {"job_id": job.id, "adapter_id": adapter_id, "adapter_dir": str(args.output or result.adapter_dir),
                "state": store.job(job.id).state, "dataset_id": dataset.id, **result.summary()}
-    if args.verdict:
+    judge = args.verdict and spec.objective not in PREFERENCE_OBJECTIVES  # a preference run is judged by its reward margins
+    if judge:
         outcome["verdict"] = str(_judge_here(settings, store, adapter_id))
     print(json.dumps(outcome) if args.json else f"Adapter saved in {outcome['adapter_dir']} after {result.steps} steps "
           f"(final loss {result.final_loss:.4f}, {result.tokens} tokens, {result.seconds:.0f} s).")
-    if args.verdict and not args.json:
+    if judge and not args.json:
         print(outcome["verdict"])
 
 

@@ -33,7 +33,7 @@ def add_commands(commands, data) -> None:
     pairs.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="longest prompt and answer together, in tokens")
     pairs.add_argument("--model", default="bundled", help="base model whose tokenizer counts tokens")
     pairs.add_argument("--json", action="store_true", help="print one JSON object")
-    pairs.add_argument("--save", metavar="NAME", help="save the usable pairs as a dataset of this name, for DPO (train --objective dpo)")
+    pairs.add_argument("--save", metavar="NAME", help="save the usable pairs as a dataset of this name, for DPO or KTO (train --data NAME; --objective kto for KTO)")
     pairs.add_argument("--drop", default="", help=f"kinds of rows to leave out when saving, comma-separated: "
                                                   f"{', '.join(k for k, v in ISSUE_KINDS.items() if not v.always_dropped)}")
     pairs.add_argument("--template", default="chat", choices=["chat", "alpaca"], help="the prompt format the pairs are shown in")
@@ -77,7 +77,7 @@ def pairs_command(args: argparse.Namespace) -> int:
     for issue in report.issues:
         print(f"- {issue.message}")
     if saved:
-        print(f"Saved as '{saved.name}' (dataset {saved.id}, {saved.rows} pairs): train it with --objective dpo.")
+        print(f"Saved as '{saved.name}' (dataset {saved.id}, {saved.rows} pairs): train it with `train --data {saved.id}` (DPO; --objective kto for KTO).")
     return 0
 
 

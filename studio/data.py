@@ -152,7 +152,12 @@ def inspect_file(path: Path, tokenizer, *, max_bytes: int, name: str | None = No
                  template: str | None = None, max_length: int = DEFAULT_MAX_LENGTH) -> DataReport:
     """Read, map, validate and tokenise a file. Raises DataError if the file cannot be used at all."""
     name = name or path.name
-    table = read_table(path, max_bytes, name)
+    return inspect_table(read_table(path, max_bytes, name), tokenizer, name=name, mapping=mapping, template=template, max_length=max_length)
+
+
+def inspect_table(table: Table, tokenizer, *, name: str, mapping: dict[str, str] | None = None, template: str | None = None,
+                  max_length: int = DEFAULT_MAX_LENGTH) -> DataReport:
+    """Map, validate and tokenise a table already read. Raises DataError if it cannot be used at all."""
     mapping = {k: v for k, v in (mapping or detect_mapping(table.columns)).items() if v}
     check_mapping(mapping, table.columns, name)
     shape = "chat" if mapping.get("messages") else "alpaca"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class HealthWarning:
-    kind: str  # diverged, loss_rising, grad_spike, over_fitting, zero_layers, never_stops
+    kind: str  # diverged, loss_rising, grad_spike, over_fitting, zero_layers, never_stops, chosen_falling, margin_runaway
     message: str  # what happened, and what to change
 
 
@@ -25,7 +25,7 @@ def training_warnings(metrics: list[dict], summary: dict | None = None) -> list[
     """Warnings for a run from its stored metrics (step, loss, eval_loss, grad_norm) and, once it
     ended, its result summary."""
     trained = [m for m in metrics if m.get("loss") is not None]
-    warnings = [w for w in (_loss_rising(trained), _grad_spike(trained), _over_fitting(metrics)) if w]
+    warnings = [w for w in (_loss_rising(trained), _grad_spike(trained), _over_fitting(metrics)) if w] + preference_warnings(metrics)
     if summary and summary.get("zero_layers"):
         warnings.append(HealthWarning("zero_layers", f"{summary['zero_layers']} adapter layers still hold only zeros: they learned "
                                       "nothing. Raise the learning rate or train for more steps."))
@@ -67,6 +67,25 @@ def _over_fitting(metrics: list[dict]) -> HealthWarning | None:
                              f"step {last[2]['step']}) while the training loss keeps falling: the adapter is memorising its examples "
                              "instead of learning the task. Turn on early stopping, train fewer epochs, or add more varied data.")
     return None
+
+
+def preference_warnings(metrics: list[dict]) -> list[HealthWarning]:
+    """Warnings about a preference run (DPO, KTO) from its steps' reward margins and chosen log-likelihoods; none for
+    other runs, whose steps record neither."""
+    steps = [m for m in metrics if m.get("reward_margin") is not None and m.get("chosen_logp") is not None]
+    if len(steps) < 2:
+        return []
+    warnings = []
+    first, last = steps[0]["chosen_logp"], steps[-1]["chosen_logp"]
+    if last < first - max(5.0, abs(first)):
+        warnings.append(HealthWarning("chosen_falling", f"The chosen answers became much less likely ({first:.1f} → {last:.1f}): the "
+                                      "adapter is pushing the rejected answers down by unlearning the chosen ones too. Lower the "
+                                      "learning rate or raise beta."))
+    if steps[-1]["reward_margin"] > 10:
+        warnings.append(HealthWarning("margin_runaway", f"The reward margin ran away to {steps[-1]['reward_margin']:.1f}: the adapter "
+                                      "has moved far from where it started and may answer oddly elsewhere. Raise beta, lower the "
+                                      "learning rate or train fewer steps."))
+    return warnings
 
 
 def evaluation_warnings(evaluation) -> list[HealthWarning]:

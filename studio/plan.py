@@ -11,6 +11,11 @@ caps the run at a time budget measured on this machine.
 
 Measured on the bundled model (issue 14): 400 routing tickets needed 3 passes (144 steps) for
 100 % held-out exact answers, 70 facts ~15 passes at 5e-4 for ROUGE-L 0.91.
+
+Preference data (DPO, KTO) gets its own plan: fewer steps and passes (a pair moves an adapter much
+further than an instruction row does, and repeated passes push the margins away), a learning rate
+PREFERENCE_RATE_FACTOR times instruction tuning's, beta 0.1, and no early stopping (its held-out loss
+is not the thing to watch). PREFERENCE_COST is what a pair costs in instruction-tuning tokens.
 """
 
 import dataclasses
@@ -24,6 +29,7 @@ from studio.data import count_tokens, load_records, split_indices
 from studio.errors import SpecError
 from studio.estimate import estimate
 from studio.models import load_tokenizer
+from studio.preferences import count_pair_tokens
 from studio.prompts import get_template, render
 from studio.spec import TrainSpec
 from studio.store import DatasetRecord, Store
@@ -50,6 +56,18 @@ PATIENCE = 3  # checks (a tenth of the run apart) without a better held-out loss
 MANY_PASSES = 6
 SMALL_DATA_DROPOUT = 0.1
 SMALL_DATA_RATE_FACTOR = 2
+PREFERENCE_TARGET_STEPS = 60  # see the module's docstring and benchmarks/preference_rate.py
+PREFERENCE_MAX_PASSES = 3
+# Of instruction tuning's learning rate. Measured (benchmarks/preference_rate.py, fresh rank-16 LoRA, DPO, 24 pairs, 12 steps):
+# 5e-5 left the loss at 0.60, 2e-4 took it to 0.10, 5e-4 to 0.0008 (the margins running away); held-out pairs were
+# all preferred at each. A plan runs about five times as many steps, so it takes 1e-4.
+PREFERENCE_RATE_FACTOR = 0.2
+# A pair's cost in instruction-tuning tokens, per token of its prompt twice and both answers: DPO also scores both
+# answers under the reference (a forward pass, no backward); KTO scores each answer and a mismatched one, under the
+# adapter and the reference. Measured roughly by benchmarks/preference_rate.py on a loaded CPU: 1.26 s an SFT row
+# (~33 tokens), 3.5 s a DPO pair (~77), 6.3 s a KTO pair.
+PREFERENCE_COST = {"dpo": 1.2, "kto": 2.1}
+OBJECTIVE_NAMES = {"dpo": "DPO", "kto": "KTO"}
 
 
 def preset_help(device: str) -> str:
@@ -63,7 +81,8 @@ class DataStats:
     rows: int
     train_rows: int
     validation_rows: int
-    mean_tokens: float  # prompt and answer, per row
+    mean_tokens: float  # prompt and answer, per row; a pair's prompt twice and both its answers
+    pairs: bool = False  # preference pairs, for DPO or KTO
 
 
 @dataclass(frozen=True)
@@ -80,13 +99,19 @@ class Plan:
     def describe(self) -> str:
         """The plan in words and numbers, as the Train tab and the CLI show it before training."""
         s, spec = self.stats, self.spec
-        held = f"{s.validation_rows} held out to check on" if s.validation_rows else "none held out (too few rows)"
+        kind = "pairs" if s.pairs else "examples"
+        held = f"{s.validation_rows} held out to check on" if s.validation_rows else f"none held out (too few {'pairs' if s.pairs else 'rows'})"
         seen = f"each seen {self.passes:.0f} times" if self.passes >= 1.5 else (
             "each seen once" if self.passes >= 0.95 else f"{self.passes:.0%} of them seen once")
-        lines = [f"**{self.preset}**: {s.rows} examples ({s.train_rows} to train on, {held}), {seen}: "
+        what = f"{OBJECTIVE_NAMES[spec.objective]} on " if s.pairs and spec.objective in OBJECTIVE_NAMES else ""
+        lines = [f"**{self.preset}**: {what}{s.rows} {kind} ({s.train_rows} to train on, {held}), {seen}: "
                  f"**{self.steps} steps** of {spec.batch_size * spec.gradient_accumulation}, about **{_duration(self.minutes)}** on this machine."]
-        lines.append(f"Learning rate {spec.learning_rate:g} ({_rate_reason(spec, self.passes)}), rank {spec.rank}, alpha {spec.lora_alpha}.")
-        if spec.early_stopping_patience and s.validation_rows:
+        lines.append(f"Learning rate {spec.learning_rate:g} ({_rate_reason(spec, s.pairs, self.passes)}), rank {spec.rank}, alpha {spec.lora_alpha}"
+                     + (f", beta {spec.beta:g} (how closely the adapter stays to where it started)." if s.pairs else "."))
+        if s.pairs:
+            lines.append("Watch the reward margin and preference accuracy in the Jobs tab: both should rise. "
+                         "Preference training has no early stopping; few passes keep the margins from running away.")
+        elif spec.early_stopping_patience and s.validation_rows:
             lines.append(f"Stops early if the held-out loss has not improved for {spec.early_stopping_patience} checks in a row, "
                          "and keeps the best checkpoint, so extra passes cannot over-fit unnoticed.")
         elif not s.validation_rows:
@@ -99,7 +124,9 @@ class Plan:
         return "\n\n".join(lines)
 
 
-def _rate_reason(spec: TrainSpec, passes: float) -> str:
+def _rate_reason(spec: TrainSpec, pairs: bool, passes: float) -> str:
+    if pairs:
+        return f"{PREFERENCE_RATE_FACTOR:g} times instruction tuning's for {METHOD_NAMES[spec.method]} at rank {spec.rank}: a pair moves the adapter further"
     if spec.method == "rslora":
         return "lower for rsLoRA, whose scaling makes each step larger"
     if passes >= MANY_PASSES and spec.lora_dropout:
@@ -131,19 +158,24 @@ def make_plan(stats: DataStats, preset: str, settings: dict, device: str, model_
     method = settings.get("method", "lora")
     rank = int(settings.get("rank", 32 if preset == "Thorough" else 8 if preset == "Quick test" else 16))
     batch = min(BATCH_SIZE, stats.train_rows, max(2, stats.train_rows // MIN_STEPS_PER_PASS))
-    planned = {"rank": rank, "lora_alpha": 2 * rank, "learning_rate": learning_rate(method, rank), "batch_size": batch,
-               "early_stopping_patience": PATIENCE if stats.validation_rows and preset != "Quick test" else 0}
+    rate = learning_rate(method, rank) * (PREFERENCE_RATE_FACTOR if stats.pairs else 1.0)
+    planned = {"rank": rank, "lora_alpha": 2 * rank, "learning_rate": float(f"{rate:.2g}"), "batch_size": batch,
+               "early_stopping_patience": PATIENCE if stats.validation_rows and preset != "Quick test" and not stats.pairs else 0,
+               "objective": "dpo" if stats.pairs else "sft"}
     spec = TrainSpec.from_dict({**planned, **settings, "epochs": 1.0, "max_steps": 0})
     per_pass = math.ceil(stats.train_rows / (spec.batch_size * spec.gradient_accumulation))
-    target = {"Quick test": TARGET_STEPS // 5, "Thorough": 2 * TARGET_STEPS}.get(preset, TARGET_STEPS)
-    max_passes = MAX_PASSES * 3 // 2 if preset == "Thorough" else MAX_PASSES
+    balanced = PREFERENCE_TARGET_STEPS if stats.pairs else TARGET_STEPS
+    target = {"Quick test": balanced // 5, "Thorough": 2 * balanced}.get(preset, balanced)
+    most = PREFERENCE_MAX_PASSES if stats.pairs else MAX_PASSES
+    max_passes = most * 3 // 2 if preset == "Thorough" else most
     passes = min(max_passes, max(1, round(target / per_pass)))
-    if passes >= MANY_PASSES and preset != "Quick test":
+    if passes >= MANY_PASSES and preset != "Quick test" and not stats.pairs:
         planned.update(lora_dropout=SMALL_DATA_DROPOUT, learning_rate=min(1e-3, SMALL_DATA_RATE_FACTOR * planned["learning_rate"]))
         spec = TrainSpec.from_dict({**planned, **settings, "epochs": 1.0, "max_steps": 0})
     steps = min(per_pass * passes, 30) if preset == "Quick test" else per_pass * passes
     speed = tokens_per_second  # None: estimate's typical speed for this model size
-    minutes = estimate(spec, model_dir, stats.train_rows, stats.mean_tokens, device, speed).seconds_per_step * steps / 60
+    cost = stats.mean_tokens * PREFERENCE_COST.get(spec.objective, 1.0)  # in instruction-tuning tokens per row
+    minutes = estimate(spec, model_dir, stats.train_rows, cost, device, speed).seconds_per_step * steps / 60
     capped = False
     if preset == "Auto" and minutes > BUDGET_MINUTES[device]:
         # Cut to the budget, but never below what can learn a task: a slow machine gets a longer run, said in minutes.
@@ -154,24 +186,29 @@ def make_plan(stats: DataStats, preset: str, settings: dict, device: str, model_
         chosen = {k: settings[k] for k in ("epochs", "max_steps") if k in settings}
         user = TrainSpec.from_dict({**planned, **settings})
         steps = user.max_steps or max(1, math.ceil(per_pass * user.epochs))
-        minutes = estimate(user, model_dir, stats.train_rows, stats.mean_tokens, device, speed).seconds_per_step * steps / 60
+        minutes = estimate(user, model_dir, stats.train_rows, cost, device, speed).seconds_per_step * steps / 60
         capped = False
     spec = TrainSpec.from_dict({**dataclasses.asdict(spec), **{"epochs": 1.0, "max_steps": 0}, **chosen})
-    kept = [f"{k.replace('_', ' ')} {getattr(spec, k):g}" for k in settings if k in planned or k in ("epochs", "max_steps")]
+    kept = [f"{k.replace('_', ' ')} {getattr(spec, k):g}" for k in settings if k in planned and k != "objective" or k in ("epochs", "max_steps")]
     return Plan(preset, spec, stats, steps, steps / per_pass, minutes, capped, kept)
 
 
 @lru_cache(maxsize=16)
-def _token_counts(path: Path, template: str, model_dir: Path) -> tuple[int, ...]:
+def _token_counts(path: Path, template: str, model_dir: Path, pairs: bool) -> tuple[int, ...]:
     tokenizer = load_tokenizer(model_dir)
-    return tuple(count_tokens([render(r, get_template(template), tokenizer) for r in load_records(path)], tokenizer))
+    records = load_records(path)
+    if not pairs:
+        return tuple(count_tokens([render(r, get_template(template), tokenizer) for r in records], tokenizer))
+    # A pair's prompt is read twice, once before each answer.
+    return tuple(2 * prompt + chosen + rejected for prompt, chosen, rejected in count_pair_tokens(records, tokenizer))
 
 
 def dataset_stats(dataset: DatasetRecord, model_dir: Path) -> DataStats:
-    """Rows, the split and tokens per row of a saved dataset (cached: its file never changes)."""
-    counts = _token_counts(dataset.path, dataset.template, model_dir)
+    """Rows (or pairs), the split and tokens per row of a saved dataset (cached: its file never changes)."""
+    pairs = dataset.shape == "preference"
+    counts = _token_counts(dataset.path, dataset.template, model_dir, pairs)
     train, held_out = split_indices(len(counts), dataset.validation_fraction, dataset.split_seed)
-    return DataStats(len(counts), len(train), len(held_out), sum(counts) / max(len(counts), 1))
+    return DataStats(len(counts), len(train), len(held_out), sum(counts) / max(len(counts), 1), pairs)
 
 
 def measured_tokens_per_second(store: Store, base_model: str) -> float | None:

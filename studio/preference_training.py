@@ -1,13 +1,19 @@
-"""Preference training (DPO): the adapter learns to prefer each pair's chosen answer over its rejected one.
+"""Preference training: the adapter learns to prefer each pair's chosen answer over its rejected one.
 
-TRL's DPOTrainer scores both answers under the adapter and under a reference, the starting
-point. With a fresh adapter the reference is the base with the adapter switched off; continuing
+Two objectives, both TRL trainers on the same pairs, LoRA or QLoRA, from the base or continuing an adapter:
+- DPO (DPOTrainer) scores both answers of a pair under the adapter and under a reference, the
+  starting point, and widens the gap between them;
+- KTO (KTOTrainer) takes the answers one at a time, the chosen one marked desirable and the
+  rejected one undesirable, and pushes each up or down from the reference, measured against an
+  estimate of how far the adapter has drifted overall (answers paired with other rows' prompts).
+For both, with a fresh adapter the reference is the base with the adapter switched off; continuing
 from an adapter, TRL keeps a frozen copy of it ("ref") beside the one it trains. Either way no
 second copy of the base model is loaded. Reporting, cancel, checkpoints and resume are the
 instruction-tuning recipe's (studio.training).
 """
 
 import logging
+import random
 import time
 from pathlib import Path
 
@@ -18,18 +24,21 @@ from studio.chat import build_prompt
 from studio.data import split_indices
 from studio.device import Device, pick_device
 from studio.errors import TrainingDiverged
-from studio.health import diverged_message, zero_lora_layers
+from studio.health import diverged_message, preference_warnings, zero_lora_layers
 from studio.training import (Reporter, TrainInputs, TrainResult, _adapter_model, _checkpoint_to_resume, _save_adapter,
                              _StudioCallback, total_steps, trainer_arguments, training_tokenizer)
 
 log = logging.getLogger("studio.training")
-# TRL's names for what a DPO step logs -> the studio's metrics columns
+# TRL's names for what a step logs -> the studio's metrics columns. Rewards are beta x (log-likelihood under the adapter
+# - under the reference). DPO logs the mean margin (chosen's reward - rejected's, per pair) and the share of pairs whose
+# margin is positive. KTO logs the mean reward of the chosen and of the rejected answers of a batch and their difference as
+# "rewards/margins" (each batch holds both answers of its pairs, see _unpaired), and no accuracy: its column stays empty.
 PREFERENCE_METRICS = {"rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy", "logps/chosen": "chosen_logp"}
 
 
 def train_preferences(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Reporter) -> TrainResult:
-    """Train an adapter with DPO on preference records ({"prompt": turns, "chosen", "rejected"}) and save it
-    to `adapter_dir`, resuming from work_dir's last complete checkpoint.
+    """Train an adapter with the spec's objective (DPO or KTO) on preference records ({"prompt": turns, "chosen",
+    "rejected"}) and save it to `adapter_dir`, resuming from work_dir's last complete checkpoint.
 
     Raises JobError when a checkpoint was made with other settings or data, TrainingDiverged when the loss
     stops being a number.
@@ -47,8 +56,8 @@ def train_preferences(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, re
     callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, _PreferenceCallback))
     if callback.diverged:
         raise TrainingDiverged(diverged_message(*callback.diverged, spec.learning_rate))
-    for warning in preference_warnings(callback.history):
-        log.warning(warning)
+    for warning in preference_warnings(callback.history):  # the Jobs tab shows them too, from the stored metrics
+        log.warning(warning.message)
     eval_loss = trainer.evaluate()["eval_loss"] if validation_rows else None
     model = trainer.accelerator.unwrap_model(trainer.model)
     if "ref" in model.peft_config:  # TRL's frozen copy of the starting adapter: the reference, not part of the result
@@ -78,13 +87,28 @@ def _pairs(inputs: TrainInputs, tokenizer) -> tuple[list[dict], list[dict]]:
     return [rows[i] for i in train_ids], [rows[i] for i in validation_ids]
 
 
+def _unpaired(pairs: list[dict], pairs_per_batch: int, seed: int) -> list[dict]:
+    """KTO's rows: each pair's chosen answer desirable, its rejected one undesirable. The pairs are shuffled once, then
+    each batch holds the chosen answers of its pairs followed by their rejected ones. KTO reads its rows in order and
+    estimates its KL term from each row's prompt with the previous row's answer: in this order that answer always
+    belongs to another prompt (batches of two pairs or more), and every batch reports both rewards."""
+    order = pairs[:]
+    random.Random(seed).shuffle(order)
+    rows = []
+    for start in range(0, len(order), pairs_per_batch):
+        batch = order[start:start + pairs_per_batch]
+        rows += [{"prompt": p["prompt"], "completion": p["chosen"], "label": True} for p in batch]
+        rows += [{"prompt": p["prompt"], "completion": p["rejected"], "label": False} for p in batch]
+    return rows
+
+
 def _trainer(inputs: TrainInputs, model, tokenizer, train_rows, validation_rows, work_dir: Path, device: Device, reporter: Reporter):
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
     spec = inputs.spec
     steps = total_steps(spec, len(train_rows))
-    config = DPOConfig(
+    arguments = dict(
         **trainer_arguments(spec, steps, work_dir, device),
         beta=spec.beta,
         save_steps=spec.save_steps,
@@ -96,9 +120,14 @@ def _trainer(inputs: TrainInputs, model, tokenizer, train_rows, validation_rows,
         disable_tqdm=True,
         dataloader_pin_memory=device.cuda,
     )
-    trainer = DPOTrainer(model=model, args=config, processing_class=tokenizer, train_dataset=Dataset.from_list(train_rows),
-                         eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
-                         callbacks=[_PreferenceCallback(reporter, inputs, device)])
+    if spec.objective == "kto":  # a batch of pairs is twice as many KTO rows, so both objectives take the same steps
+        arguments.update(per_device_train_batch_size=2 * spec.batch_size, per_device_eval_batch_size=2 * spec.batch_size)
+        train_rows, validation_rows = (_unpaired(rows, spec.batch_size, spec.seed) for rows in (train_rows, validation_rows))
+    config_class, trainer_class = (KTOConfig, KTOTrainer) if spec.objective == "kto" else (DPOConfig, DPOTrainer)
+    trainer = trainer_class(model=model, args=config_class(**arguments), processing_class=tokenizer,
+                            train_dataset=Dataset.from_list(train_rows),
+                            eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
+                            callbacks=[_PreferenceCallback(reporter, inputs, device)])
     trainer.remove_callback(PrinterCallback)
     return trainer
 
@@ -116,18 +145,3 @@ class _PreferenceCallback(_StudioCallback):
         if values and "loss" in (logs or {}):  # training steps only: evaluation logs carry eval_ names
             self.history.append(values)
             self.reporter.metrics(state.global_step, values)
-
-
-def preference_warnings(history: list[dict]) -> list[str]:
-    """Plain-words warnings about a DPO run from its steps' reward margins and chosen log-likelihoods."""
-    if len(history) < 2:
-        return []
-    warnings = []
-    first, last = history[0]["chosen_logp"], history[-1]["chosen_logp"]
-    if last < first - max(5.0, abs(first)):
-        warnings.append(f"The chosen answers became much less likely ({first:.1f} → {last:.1f}): the adapter is pushing the "
-                        "rejected answers down by unlearning the chosen ones too. Lower the learning rate or raise beta.")
-    if history[-1]["reward_margin"] > 10:
-        warnings.append(f"The reward margin ran away to {history[-1]['reward_margin']:.1f}: the adapter has moved far from where "
-                        "it started and may answer oddly elsewhere. Raise beta, lower the learning rate or train fewer steps.")
-    return warnings

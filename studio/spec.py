@@ -17,7 +17,8 @@ TARGET_PRESETS = ["attention", "all-linear"]
 SCHEDULERS = ["cosine", "linear", "constant"]
 OPTIMIZERS = ["adamw_torch", "adamw_8bit", "paged_adamw_8bit"]
 MULTI_GPU = ["ddp", "fsdp"]
-OBJECTIVES = ["sft", "dpo"]
+OBJECTIVES = ["sft", "dpo", "kto"]
+PREFERENCE_OBJECTIVES = ("dpo", "kto")  # the objectives that learn from preference pairs
 
 
 def setting(default, help: str, minimum=None, maximum=None, choices=None):
@@ -55,9 +56,11 @@ class TrainSpec:
     multi_gpu: str = setting("ddp", "How several GPUs share the work: 'ddp' gives each a whole copy of the model (LoRA and QLoRA); "
                                     "'fsdp' splits the model across them, for models too big for one GPU (LoRA, DoRA, rsLoRA).", choices=MULTI_GPU)
     objective: str = setting("sft", "What the run learns from: 'sft' imitates the answers of instruction data; 'dpo' learns from "
-                                    "preference pairs to prefer the chosen answer over the rejected one (usually after 'sft', continuing its adapter).",
+                                    "preference pairs to prefer the chosen answer over the rejected one (usually after 'sft', continuing its adapter); "
+                                    "'kto' learns from the same pairs taken one answer at a time, each marked good or bad: steadier than DPO "
+                                    "when the two answers of a pair are far apart or of mixed quality.",
                              choices=OBJECTIVES)
-    beta: float = setting(0.1, "DPO only: how closely the adapter is held to where it started. Lower lets it move further from "
+    beta: float = setting(0.1, "DPO and KTO only: how closely the adapter is held to where it started. Lower lets it move further from "
                                "its starting answers; 0.1 is usual.", 0.01, 1.0)
     start_adapter_id: int | None = setting(None, "Continue from this adapter's weights (its id) instead of starting afresh. It must be trained on the "
                                                  "same base model; its rank, alpha and target layers are used, whatever is set here.", 1, 2**31 - 1)

@@ -1,7 +1,8 @@
-"""The Data tab in a real Chromium: upload, see problems and the preview, drop rows, save."""
+"""The Data tab in a real Chromium: upload, see problems and the preview, drop rows, save; a preference
+file too, its two answers side by side."""
 
 import pytest
-from conftest import FIXTURES, running_studio
+from conftest import FIXTURES, running_studio, screenshot
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +64,24 @@ def test_a_refused_file_explains_itself_and_the_example_loads_with_one_click(stu
     page.locator("#data-test-attach").click()
     page.locator("#data-test-note").get_by_text("Adapters of 'library_helpdesk' are now judged on 'alpaca (test)'").wait_for(timeout=30_000)
     assert "Error" not in page.locator("#data-test").inner_text()
+
+def test_a_preference_file_is_previewed_side_by_side_and_saved_as_pairs(studio, page):
+    upload(page, studio, "pairs.jsonl")
+    page.locator("#data-status").get_by_text("4 of 6 pairs will be used").wait_for(timeout=60_000)
+    for problem in ("A prompt, chosen or rejected answer is missing or empty — 1 row (row 2)",
+                    "The chosen and rejected answers are the same — 1 row (row 3)"):
+        assert problem in page.locator("#data-problems").inner_text()
+    pair = page.locator("#data-preview .studio-example").nth(1)  # row 4, the second pair used
+    assert "Row 4" in pair.inner_text() and "What is the capital of France?" in pair.locator(".studio-prompt").inner_text()
+    chosen, rejected = pair.locator(".studio-chosen"), pair.locator(".studio-rejected")
+    assert "Paris." in chosen.inner_text() and "London, the capital" in rejected.inner_text()
+    assert "tokens" in chosen.inner_text() and "tokens" in rejected.inner_text()
+    left, right = chosen.bounding_box(), rejected.bounding_box()
+    assert left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 2  # side by side
+    screenshot(page, "data-preference-pairs")
+
+    page.get_by_label("Exact duplicate of an earlier row").check()
+    page.locator("#data-status").get_by_text("3 of 6 pairs will be used").wait_for()
+    page.locator("#data-save").click()
+    page.locator("#data-saved").get_by_text("Saved as 'pairs'").wait_for()
+    assert "3 rows" in page.locator("#data-saved").inner_text() and "DPO" in page.locator("#data-saved").inner_text()

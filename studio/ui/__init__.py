@@ -21,6 +21,10 @@ CSS = """
 .studio-example pre {white-space: pre-wrap; margin: 0; font-size: 13px;}
 .studio-prompt {color: #666;}
 .studio-response {background: #e6f4ea; color: #124; font-weight: 600;}
+.studio-pair {display: flex; gap: 8px; margin-top: 6px;}
+.studio-pair > div {flex: 1 1 0; border-radius: 4px; padding: 6px;}
+.studio-chosen {background: #e6f4ea;}
+.studio-rejected {background: #fdf0f0;}
 .studio-bar {background: #6a8fd8; height: 14px; display: inline-block;}
 .studio-table {border-collapse: collapse; margin-bottom: 12px;}
 .studio-table td, .studio-table th {border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; white-space: pre-wrap;}

@@ -1,5 +1,5 @@
-"""Loss charts as a small SVG of our own: each line named in a legend above it, the step axis in
-whole steps, and every point drawn, so that a lone validation point shows.
+"""Charts by step (losses; a preference run's reward margin and accuracy) as a small SVG of our own: each line
+named in a legend above it, the step axis in whole steps, and every point drawn, so that a lone validation point shows.
 
 Gradio's LinePlot cannot do these: its legend sits below a fixed-height box and is cut off, its
 step ticks fall on fractions (1.0, 1.1 …), and it draws lines only, so one point draws nothing.
@@ -41,11 +41,11 @@ def value_ticks(low: float, high: float, most: int = 6) -> list[float]:
 
 
 def _series(points: list[dict]) -> dict[str, list[tuple[int, float]]]:
-    """(step, loss) per series in the order the series first appear; points without a loss are left out."""
+    """(step, value) per series in the order the series first appear; points without a value are left out."""
     found: dict[str, list[tuple[int, float]]] = {}
     for point in points:
-        if point["loss"] is not None:
-            found.setdefault(point["series"], []).append((int(point["step"]), float(point["loss"])))
+        if point["value"] is not None:
+            found.setdefault(point["series"], []).append((int(point["step"]), float(point["value"])))
     return {name: sorted(steps) for name, steps in found.items()}
 
 
@@ -54,17 +54,22 @@ def loss_chart(points: list[dict], colours: dict[str, str] | None = None, empty:
 
     `colours` fixes a series' colour; the others take the palette's in turn.
     """
+    return step_chart([{"step": p["step"], "value": p["loss"], "series": p["series"]} for p in points], "loss", colours, empty)
+
+
+def step_chart(points: list[dict], axis: str, colours: dict[str, str] | None = None, empty: str = "Nothing recorded yet.") -> str:
+    """HTML for {"step", "value", "series"} points, the values named `axis` on the vertical axis."""
     series = _series(points)
     if not series:
         return f"<div class='studio-chart-empty'>{escape(empty)}</div>"
     spare = iter(c for c in PALETTE if c not in (colours or {}).values())
     colour = {name: (colours or {}).get(name) or next(spare, "#555555") for name in series}
     steps = [s for line in series.values() for s, _ in line]
-    losses = [v for line in series.values() for _, v in line]
+    values = [v for line in series.values() for _, v in line]
     x_low, x_high = min(steps), max(steps)
     if x_low == x_high:
         x_low, x_high = max(x_low - 1, 0), x_high + 1
-    y_low, y_high = min(losses), max(losses)
+    y_low, y_high = min(values), max(values)
     pad = (y_high - y_low) * 0.08 or abs(y_high) * 0.1 or 0.1
     y_low, y_high = y_low - pad, y_high + pad
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -72,8 +77,8 @@ def loss_chart(points: list[dict], colours: dict[str, str] | None = None, empty:
     def x(step: float) -> float:
         return LEFT + (step - x_low) / (x_high - x_low) * plot_w
 
-    def y(loss: float) -> float:
-        return TOP + (y_high - loss) / (y_high - y_low) * plot_h
+    def y(value: float) -> float:
+        return TOP + (y_high - value) / (y_high - y_low) * plot_h
 
     parts = [f"<rect x='{LEFT}' y='{TOP}' width='{plot_w}' height='{plot_h}' fill='none' stroke='#ddd'/>"]
     for tick in integer_ticks(math.ceil(x_low), math.floor(x_high)):
@@ -83,7 +88,7 @@ def loss_chart(points: list[dict], colours: dict[str, str] | None = None, empty:
         parts.append(f"<line x1='{LEFT}' x2='{LEFT + plot_w}' y1='{y(tick):.1f}' y2='{y(tick):.1f}' stroke='#eee'/>"
                      f"<text class='y-tick' x='{LEFT - 6}' y='{y(tick) + 4:.1f}' text-anchor='end'>{tick:g}</text>")
     parts.append(f"<text x='{LEFT + plot_w / 2}' y='{HEIGHT - 6}' text-anchor='middle'>step</text>"
-                 f"<text x='14' y='{TOP + plot_h / 2}' text-anchor='middle' transform='rotate(-90 14 {TOP + plot_h / 2})'>loss</text>")
+                 f"<text x='14' y='{TOP + plot_h / 2}' text-anchor='middle' transform='rotate(-90 14 {TOP + plot_h / 2})'>{escape(axis)}</text>")
     for name, line in series.items():
         path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in line)
         marks = "".join(f"<circle cx='{x(s):.1f}' cy='{y(v):.1f}' r='4' fill='{colour[name]}'><title>{escape(name)}, step {s}: {v:.4g}</title></circle>"
@@ -94,5 +99,5 @@ def loss_chart(points: list[dict], colours: dict[str, str] | None = None, empty:
                      f"height:4px;margin:0 6px 3px 0;vertical-align:middle;background:{colour[name]}'></span>{escape(name)}</span>"
                      for name in series)
     return (f"<div class='studio-chart'><div class='legend' style='padding:4px 0 6px {LEFT}px;font-size:14px'>{legend}</div>"
-            f"<svg viewBox='0 0 {WIDTH} {HEIGHT}' role='img' aria-label='loss by step' style='width:100%;height:auto;max-height:360px;"
+            f"<svg viewBox='0 0 {WIDTH} {HEIGHT}' role='img' aria-label='{escape(axis)} by step' style='width:100%;height:auto;max-height:360px;"
             f"font-size:13px;fill:currentColor'>{''.join(parts)}</svg></div>")

@@ -1,14 +1,16 @@
-"""The Data tab: upload a file, see its mapping, problems and rendered preview, save it."""
+"""The Data tab: upload a file, see its mapping, problems and rendered preview, save it. A file of preference
+pairs (a chosen and a rejected column) is recognised, checked and previewed with its two answers side by side."""
 
 from pathlib import Path
 
 import gradio as gr
 
-from studio.data import (DEFAULT_MAX_LENGTH, DROPPABLE_KINDS, EXAMPLE_DATASET, ISSUE_KINDS, PREVIEW_ROWS, DataReport, inspect_file,
-                         preview_rows, save_dataset)
+from studio.data import DEFAULT_MAX_LENGTH, EXAMPLE_DATASET, ISSUE_KINDS, PREVIEW_ROWS, DataReport, IssueKind, preview_rows
 from studio.errors import StudioError
 from studio.evaluate import attach_test_file
 from studio.models import load_tokenizer
+from studio.preferences import ISSUE_KINDS as PAIR_ISSUE_KINDS
+from studio.preferences import PreferenceReport, inspect_data_file, save_report
 from studio.prompts import templates
 from studio.readers import FORMATS
 from studio.settings import Settings
@@ -50,12 +52,31 @@ def saved_note(store: Store, record: DatasetRecord, existed: bool) -> str:
         if twins:
             note += (" The same rows are also saved as " + ", ".join(f"'{d.name}' (dataset {d.id})" for d in twins)
                      + ", which stays as it was, with its own split.")
+    if record.shape == "preference":
+        return note + (" Next: open the Train tab and pick this dataset: its plan trains it with DPO (or KTO, chosen under "
+                       "Advanced settings, Preference training), best continuing an adapter tuned on instructions first.")
     return note + " Next: open the Train tab, pick this dataset and press Start training."
 
 
-def preview_choices(report: DataReport | None) -> list[tuple[str, str]]:
-    kinds = [(f"Rows with: {ISSUE_KINDS[i.kind].title.lower()} ({len(i.rows)})", i.kind) for i in report.issues] if report else []
+def issue_kinds(report: DataReport | PreferenceReport | None) -> dict[str, IssueKind]:
+    """The kinds of problem a report can list: those of preference pairs, or of instruction data."""
+    return PAIR_ISSUE_KINDS if isinstance(report, PreferenceReport) else ISSUE_KINDS
+
+
+def drop_choices(report: DataReport | PreferenceReport | None) -> list[tuple[str, str]]:
+    return [(kind.title, name) for name, kind in issue_kinds(report).items() if not kind.always_dropped]
+
+
+def preview_choices(report: DataReport | PreferenceReport | None) -> list[tuple[str, str]]:
+    kinds = [(f"Rows with: {issue_kinds(report)[i.kind].title.lower()} ({len(i.rows)})", i.kind) for i in report.issues] if report else []
     return [("Rows that will be used", "")] + kinds
+
+
+def shown(report: DataReport | PreferenceReport, drop: set[str], rows: list[int]) -> tuple[str, str]:
+    """The summary and the preview of `rows` (0-based), as pairs side by side or rendered training examples."""
+    if isinstance(report, PreferenceReport):
+        return html.pairs_summary(report, drop), html.pairs_preview(report, drop, rows)
+    return html.summary(report, drop), html.preview(report, drop, rows)
 
 
 def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> None:
@@ -64,9 +85,10 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
     with gr.Accordion("Start here", open=True, elem_id="start-here"):
         gr.Markdown(START_HERE)
         example = gr.Button(f"Load the example dataset ({EXAMPLE_DATASET.stem.replace('_', ' ')})", size="sm", elem_id="data-example")
-    gr.Markdown("Upload your examples: each row is an instruction and the answer you want the model to learn. "
-                "Supported: JSON, JSONL, CSV, TSV, Excel (.xlsx) and Parquet.")
-    upload = gr.File(label="Instruction data file", file_types=list(FORMATS), elem_id="data-upload")
+    gr.Markdown("Upload your examples: each row is an instruction and the answer you want the model to learn, or a "
+                "preference pair (a prompt with a *chosen* and a *rejected* answer, or two conversations that differ in their "
+                "last answer) to teach it which answer to prefer. Supported: JSON, JSONL, CSV, TSV, Excel (.xlsx) and Parquet.")
+    upload = gr.File(label="Data file (instructions or preference pairs)", file_types=list(FORMATS), elem_id="data-upload")
     with gr.Row():
         template = gr.Dropdown([("Automatic (by the kind of records)", "")] + [(t.title, t.name) for t in templates().values()],
                                value="", label="Prompt format", info="How each example is shown to the model.")
@@ -78,8 +100,9 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
         recheck = gr.Button("Check again with these settings")
     status = gr.HTML(elem_id="data-status")
     problems = gr.HTML(elem_id="data-problems")
-    drop = gr.CheckboxGroup([(ISSUE_KINDS[k].title, k) for k in DROPPABLE_KINDS], label="Drop rows with these problems",
-                            info="Rows with empty text or broken conversations are always left out.", elem_id="data-drop")
+    drop = gr.CheckboxGroup(drop_choices(None), label="Drop rows with these problems",
+                            info="Rows with empty text, broken conversations, a missing answer or two identical answers are always left out.",
+                            elem_id="data-drop")
     with gr.Row():
         shown_rows = gr.Dropdown(preview_choices(None), value="", label="Preview", elem_id="data-preview-show",
                                  info="Page through the rows that will be used, or look at the rows with one kind of problem.")
@@ -106,40 +129,44 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
         attached = gr.HTML(elem_id="data-test-note")
     on_show(page, lambda: (dataset_rows(store), gr.update(choices=dataset_choices(store))), None, [table, test_for])
 
-    def analyse(file, template_name, length, detect, *chosen):
-        """Check the file; whatever was shown for an earlier file (results, a save note, an error) goes."""
+    def analyse(file, template_name, length, detect, kinds, *chosen):
+        """Check the file; whatever was shown for an earlier file (results, a save note, an error) goes. Kinds of
+        problem ticked to drop stay ticked where the file's kind of data has them."""
         reset = ["", gr.Button(interactive=False), gr.update(choices=preview_choices(None), value=""), 1]
         if not file:
-            return [None, "", "", "", ""] + [gr.update()] * len(ROLES) + [gr.update()] + reset
+            return [None, "", "", "", ""] + [gr.update()] * len(ROLES) + [gr.update(), gr.update()] + reset
         path = Path(file)
         mapping = None if detect else {role: column for role, column in zip(ROLES, chosen) if column}
         try:
-            report = inspect_file(path, load_tokenizer(model_dir), max_bytes=settings.max_upload_bytes, name=path.name,
-                                  mapping=mapping, template=template_name or None, max_length=int(length or DEFAULT_MAX_LENGTH))
+            report = inspect_data_file(path, load_tokenizer(model_dir), max_bytes=settings.max_upload_bytes, name=path.name,
+                                       mapping=mapping, template=template_name or None, max_length=int(length or DEFAULT_MAX_LENGTH))
         except StudioError as error:
-            return [None, html.message(str(error)), "", "", ""] + [gr.update()] * len(ROLES) + [gr.update()] + reset
-        dropdowns = [gr.update(choices=[("(none)", "")] + [(c, c) for c in report.columns], value=report.mapping.get(role, "")) for role in ROLES]
-        return ([report, html.summary(report, set()), html.problems(report), html.preview(report, set(), preview_rows(report, set())),
-                 html.histogram(report)] + dropdowns + [path.stem, "", gr.Button(interactive=True),
-                                                        gr.update(choices=preview_choices(report), value=""), 1])
+            return [None, html.message(str(error)), "", "", ""] + [gr.update()] * len(ROLES) + [gr.update(), gr.update()] + reset
+        mapped = getattr(report, "mapping", {})  # preference pairs have fixed column names
+        dropdowns = [gr.update(choices=[("(none)", "")] + [(c, c) for c in report.columns], value=mapped.get(role, "")) for role in ROLES]
+        ticked = [k for k in kinds or [] if k in issue_kinds(report)]
+        summary, preview_html = shown(report, set(ticked), preview_rows(report, set(ticked)))
+        return ([report, summary, html.problems(report), preview_html, html.histogram(report)] + dropdowns
+                + [gr.update(choices=drop_choices(report), value=ticked), path.stem, "", gr.Button(interactive=True),
+                   gr.update(choices=preview_choices(report), value=""), 1])
 
-    outputs = [report_state, status, problems, preview, histogram, *columns, name, saved, save, shown_rows, first_row]
-    settings_in = [source, template, max_length, *columns]
-    upload.upload(lambda f: f, upload, source).then(lambda f, t, n, *c: analyse(f, t, n, True, *c), settings_in, outputs)
-    upload.clear(lambda: None, None, source).then(lambda f, t, n, *c: analyse(f, t, n, True, *c), settings_in, outputs)
-    example.click(lambda: str(EXAMPLE_DATASET), None, source).then(lambda f, t, n, *c: analyse(f, t, n, True, *c), settings_in, outputs)
+    outputs = [report_state, status, problems, preview, histogram, *columns, drop, name, saved, save, shown_rows, first_row]
+    settings_in = [source, template, max_length, drop, *columns]
+    upload.upload(lambda f: f, upload, source).then(lambda f, t, n, d, *c: analyse(f, t, n, True, d, *c), settings_in, outputs)
+    upload.clear(lambda: None, None, source).then(lambda f, t, n, d, *c: analyse(f, t, n, True, d, *c), settings_in, outputs)
+    example.click(lambda: str(EXAMPLE_DATASET), None, source).then(lambda f, t, n, d, *c: analyse(f, t, n, True, d, *c), settings_in, outputs)
     for trigger in (recheck.click, template.input, max_length.submit):
-        trigger(lambda f, t, n, *c: analyse(f, t, n, False, *c), settings_in, outputs)
+        trigger(lambda f, t, n, d, *c: analyse(f, t, n, False, d, *c), settings_in, outputs)
 
-    def redraw(report: DataReport | None, kinds: list[str], show: str, start: float | None):
+    def redraw(report: DataReport | PreferenceReport | None, kinds: list[str], show: str, start: float | None):
         if report is None:
             return gr.update(), gr.update()
-        return html.summary(report, set(kinds)), html.preview(report, set(kinds), preview_rows(report, set(kinds), show, int(start or 1)))
+        return shown(report, set(kinds), preview_rows(report, set(kinds), show, int(start or 1)))
 
     preview_in = [report_state, drop, shown_rows, first_row]
     gr.on([drop.change, shown_rows.input, first_row.submit, first_row.blur], redraw, preview_in, [status, preview])
 
-    def after_shown(report: DataReport | None, kinds: list[str], show: str, start: float | None):
+    def after_shown(report: DataReport | PreferenceReport | None, kinds: list[str], show: str, start: float | None):
         """The row after the last one shown, so that the preview pages on."""
         rows = preview_rows(report, set(kinds), show, int(start or 1)) if report else []
         return rows[-1] + 2 if rows else gr.update()
@@ -147,11 +174,11 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
     next_rows.click(after_shown, preview_in, first_row).then(redraw, preview_in, [status, preview])
 
     @shown_to_user
-    def save_current(report: DataReport | None, kinds: list[str], label: str, percent: float):
+    def save_current(report: DataReport | PreferenceReport | None, kinds: list[str], label: str, percent: float):
         if report is None:
             raise StudioError("Upload a data file (or load the example) first; there is nothing to save yet.")
         before = {d.id for d in store.datasets()}
-        record = save_dataset(store, settings.datasets_dir, report, name=label, drop=set(kinds), validation_fraction=percent / 100)
+        record = save_report(store, settings.datasets_dir, report, name=label, drop=set(kinds), validation_fraction=percent / 100)
         return html.message(saved_note(store, record, record.id in before), ok=True), dataset_rows(store)
 
     save.click(save_current, [report_state, drop, name, validation], [saved, table]).then(

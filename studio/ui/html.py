@@ -3,7 +3,8 @@
 from datetime import datetime, timezone
 from html import escape
 
-from studio.data import ISSUE_KINDS, DataReport, ignored_columns, length_histogram
+from studio.data import DataReport, ignored_columns, length_histogram
+from studio.preferences import PreferenceReport
 
 SPECIAL_TOKENS_NOTE = ("Text in <|…|> brackets is a special token of the model, not text from your file: "
                        "<|im_end|> closes each turn, and at the end of an answer it teaches the model where to stop.")
@@ -27,10 +28,22 @@ def summary(report: DataReport, drop: set[str]) -> str:
     )
 
 
-def problems(report: DataReport) -> str:
+def pairs_summary(report: PreferenceReport, drop: set[str]) -> str:
+    kind = {"chat-pairs": "conversations ending in a chosen and a rejected answer",
+            "pairs": "prompts with a chosen and a rejected answer"}.get(report.shape, "prompts and conversations with a chosen and a rejected answer")
+    return (
+        f'<div class="studio-ok"><b>{escape(report.file_name)}</b>: {report.format.upper()} file, preference pairs ({kind}); '
+        f'columns: {", ".join(f"<b>{escape(c)}</b>" for c in report.columns)}.<br>'
+        f"<b>{len(report.kept_indices(drop))}</b> of {len(report.records)} pairs will be used (prompt format "
+        f"<b>{escape(report.template)}</b>, maximum length {report.max_length} tokens). Saved, they train with DPO or KTO: "
+        "the Train tab's plan picks DPO.</div>"
+    )
+
+
+def problems(report: DataReport | PreferenceReport) -> str:
     if not report.issues:
         return message("No problems found.", ok=True)
-    items = "".join(f"<li><b>{escape(ISSUE_KINDS[i.kind].title)}</b> — {escape(i.message.split(': ', 1)[1])}</li>" for i in report.issues)
+    items = "".join(f"<li><b>{escape(title)}</b> — {escape(detail)}</li>" for title, detail in (i.message.split(": ", 1) for i in report.issues))
     return f'<div class="studio-problems"><b>Problems found</b><ul>{items}</ul></div>'
 
 
@@ -55,6 +68,28 @@ def preview(report: DataReport, drop: set[str], rows: list[int]) -> str:
     return legend + ("".join(blocks) or "<p>No rows to show from that row on.</p>")
 
 
+def pairs_preview(report: PreferenceReport, drop: set[str], rows: list[int]) -> str:
+    """The pairs of `rows` (0-based): the prompt, then the chosen and the rejected answer side by side with their
+    token counts, each pair marked when it will be left out."""
+    kept = set(report.kept_indices(drop))
+    blocks = []
+    for pair in report.side_by_side(rows):
+        note = "" if pair["row"] - 1 in kept else " · <b>left out</b>"
+        if "prompt" not in pair:
+            blocks.append(f'<div class="studio-example"><small>Row {pair["row"]}{note}</small><pre>This pair cannot be used: its prompt '
+                          "or an answer is missing or empty, or its two conversations do not end in two answers to the same turns.</pre></div>")
+            continue
+        turns = f" (the last of {pair['turns']} turns)" if pair["turns"] > 1 else ""
+        blocks.append(
+            f'<div class="studio-example"><small>Row {pair["row"]} · prompt{turns}, {pair["prompt_tokens"]} tokens{note}</small>'
+            f'<pre class="studio-prompt">{escape(pair["prompt"])}</pre><div class="studio-pair">'
+            f'<div class="studio-chosen"><small><b>Chosen</b> · {pair["chosen_tokens"]} tokens</small><pre>{escape(pair["chosen"])}</pre></div>'
+            f'<div class="studio-rejected"><small><b>Rejected</b> · {pair["rejected_tokens"]} tokens</small><pre>{escape(pair["rejected"])}</pre></div>'
+            "</div></div>")
+    legend = "<p>Each pair: the prompt, then the answer to prefer (green) beside the answer to avoid (red).</p>"
+    return legend + ("".join(blocks) or "<p>No pairs to show from that row on.</p>")
+
+
 def file_size(size: int) -> str:
     """Bytes as people read a file's size: 812 KB, 10.0 MB, 1.2 GB."""
     if size < 2**20:
@@ -69,7 +104,7 @@ def readable_time(iso: str | None) -> str:
     return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%-d %b %Y, %H:%M UTC")
 
 
-def histogram(report: DataReport) -> str:
+def histogram(report: DataReport | PreferenceReport) -> str:
     bins = length_histogram(report)
     top = max((count for _, count in bins), default=0) or 1
     over = sum(1 for i in report.kept_indices() if report.token_counts[i] > report.max_length)

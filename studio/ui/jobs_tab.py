@@ -11,8 +11,9 @@ from jobs.run import job_folder
 from jobs.status import JobStatus, job_status, log_tail, worker_statuses
 from studio.errors import JobError
 from studio.settings import Settings
+from studio.spec import PREFERENCE_OBJECTIVES
 from studio.store import JobRecord, Store
-from studio.ui.chart import loss_chart
+from studio.ui.chart import loss_chart, step_chart
 from studio.ui.errors import shown_to_user
 from studio.verdict import LEARNED, train_longer_spec, verdict_for
 
@@ -20,6 +21,7 @@ HEADERS = ["id", "name", "state", "queue", "progress", "worker", "created", "his
 WORKER_HEADERS = ["worker", "device", "state", "job", "last heartbeat"]
 REFRESH_SECONDS = 2
 CURVE_COLOURS = {"training loss": "#3b6fd8", "validation loss": "#e8731a"}  # blue, orange
+PREFERENCE_COLOURS = {"reward margin": "#2a9d4b", "preference accuracy": "#8e44ad"}  # green, purple
 # The log box opens on its newest line: Gradio's autoscroll follows only a box already scrolled down.
 SCROLL_LOG_DOWN = "() => { const box = document.querySelector('#job-log textarea'); if (box) box.scrollTop = box.scrollHeight; }"
 
@@ -81,6 +83,16 @@ def progress_html(status: JobStatus) -> str:
     return f"<div id='job-progress-text'>{' · '.join(parts)}</div>{bar}{error}{note}{notes}<div id='job-health'>{warnings}</div>"
 
 
+def charts_html(status: JobStatus) -> str:
+    """The loss chart; for a preference run (DPO, KTO), its reward margin and preference accuracy beside it."""
+    loss = loss_chart(status.curve, CURVE_COLOURS)
+    if not status.preference_curve:
+        return loss
+    preference = step_chart(status.preference_curve, "margin · accuracy", PREFERENCE_COLOURS)
+    return (f"<div style='display:flex;flex-wrap:wrap;gap:16px'><div style='flex:1 1 560px'>{loss}</div>"
+            f"<div style='flex:1 1 560px' id='job-preference-chart'>{preference}</div></div>")
+
+
 def _adapter_of(store: Store, job: JobRecord) -> int | None:
     """The adapter a job made (training, mix) or measured (evaluation)."""
     return job.adapter_id if job.kind != "evaluate" else job.spec.get("adapter_id")
@@ -91,6 +103,9 @@ def verdict_html(store: Store, job: JobRecord) -> str:
     adapter_id = _adapter_of(store, job)
     if adapter_id is None:
         return ""
+    if job.kind == "train" and job.spec.get("objective") in PREFERENCE_OBJECTIVES:
+        return ("<div id='job-verdict'>A preference run is judged by its reward margin and preference accuracy (the chart "
+                "beside the loss), not by an evaluation against its base: try it in Chat or Compare.</div>")
     verdict = verdict_for(store, adapter_id)
     if verdict:
         style = "studio-ok" if verdict.kind == LEARNED else "studio-warn"
@@ -126,7 +141,7 @@ def build(settings: Settings, store: Store) -> JobsTab:
         if job_id is None:
             return "Pick a job to see its progress.", "", "", gr.update(interactive=False), gr.update(interactive=False)
         status = job_status(store, int(job_id))
-        return (verdict_html(store, status.job) + progress_html(status), loss_chart(status.curve, CURVE_COLOURS), log_tail(job_folder(settings, int(job_id)) / "train.log"),
+        return (verdict_html(store, status.job) + progress_html(status), charts_html(status), log_tail(job_folder(settings, int(job_id)) / "train.log"),
                 gr.update(interactive=can_cancel(status.job)), gr.update(interactive=can_resume(status.job)))
 
     def refresh(job_id, drawn):

@@ -16,6 +16,7 @@ from studio.estimate import estimate
 from studio.evaluate import save_test_set
 from studio.models import BUNDLED, load_tokenizer, resolve_model
 from studio.plan import PRESETS, dataset_stats, make_plan, measured_tokens_per_second, preset_help
+from studio.preferences import check_objective
 from studio.settings import Settings
 from studio.spec import TrainSpec, label
 from studio.store import Store
@@ -114,14 +115,12 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
         try:
             chosen = {"method": method_value, **{n: v for n, v in zip(advanced, values) if n in edited_names}}
             saved = store.dataset(int(dataset_id))
-            if saved.shape == "preference":  # pairs: no instruction rows to measure
-                return ("DPO on preference pairs: no time estimate for it yet." if dict(zip(advanced, values)).get("objective") == "dpo" else
-                        "⚠️ This dataset holds preference pairs: set Objective to 'dpo' under Advanced settings."), *untouched
             model_dir = resolve_model(model_ref or BUNDLED, settings.models_dir)
             device = pick_device().name
             plan = make_plan(dataset_stats(saved, model_dir), preset_name or "Auto", chosen, device, model_dir,
                              measured_tokens_per_second(store, model_ref or BUNDLED))
             cost = estimate(plan.spec, model_dir, plan.stats.train_rows, plan.stats.mean_tokens, device).describe(device)
+            check_objective(saved, plan.spec)  # an objective set by hand that does not suit the data
         except StudioError as error:
             return f"⚠️ {error}", *untouched
         fills = [gr.skip() if n in edited_names else getattr(plan.spec, n) for n in advanced]
