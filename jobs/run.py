@@ -23,6 +23,7 @@ from studio.chat import saved_template
 from studio.continuation import start_adapter
 from studio.data import load_records
 from studio.errors import SpecError
+from studio.lineage import describe
 from studio.models import resolve_model
 from studio.preference_training import train_preferences
 from studio.registry import adapter_folder
@@ -81,6 +82,7 @@ def train_inputs(settings: Settings, store: Store | RemoteStore, job) -> TrainIn
         base_dir=resolve_model(job.base_model, settings.models_dir), records=load_records(dataset.path),
         template=template, validation_fraction=dataset.validation_fraction, split_seed=dataset.split_seed,
         dataset_hash=dataset.content_hash, start_adapter=start.adapter.path if start else None,
+        lineage=describe(store, start.adapter, dataset) if start else None,
     )
 
 
