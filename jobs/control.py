@@ -38,8 +38,7 @@ def submit_feedback_training(store: Store, datasets_dir: Path, adapter_id: int, 
     instruction-tuning job on them continues the adapter first, and the DPO job waits for it and continues its adapter.
     Returns the jobs in the order they run."""
     adapter = store.adapter(adapter_id)
-    template = saved_template(adapter.path) or "chat"
-    pairs, corrections = feedback_datasets(store, datasets_dir, adapter, training_plan(store, refs, template), template)
+    pairs, corrections = feedback_datasets(store, datasets_dir, adapter, feedback_plan(store, adapter_id, refs))
     # A few passes over a handful of rows: enough to move a LoRA adapter (DPO: held to its start by beta).
     settings = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-4, "max_length": adapter.spec.get("max_length", 512), "warmup_ratio": 0.0}
     dpo_spec = TrainSpec.from_dict({**settings, "objective": "dpo", "start_adapter_id": adapter.id})

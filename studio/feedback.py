@@ -183,6 +183,7 @@ class TrainingPlan:
 
     pairs: list[FeedbackItem]  # wins and corrections: each a preference pair
     corrections: list[FeedbackItem]  # the corrections that train as instruction rows first; empty when too few
+    template: str  # the adapter's prompt format, which the instruction rows are trained in
 
     def describe(self, adapter_name: str) -> str:
         pairs = f"DPO on {_count(len(self.pairs), 'pair')} ({items_in_words(i.ref for i in self.pairs)})"
@@ -216,13 +217,12 @@ def training_plan(store: Store, refs: list[str], template: str) -> TrainingPlan:
                         "Select wins or corrections, then train again.")
     one_question = get_template(template).kind != "chat"
     corrections = [i for i in pairs if i.ref.startswith("correction:") and not (one_question and len(i.turns) > 1)]
-    return TrainingPlan(pairs, corrections if len(corrections) >= MIN_CORRECTIONS else [])
+    return TrainingPlan(pairs, corrections if len(corrections) >= MIN_CORRECTIONS else [], template)
 
 
-def feedback_datasets(store: Store, datasets_dir: Path, adapter: AdapterRecord, plan: TrainingPlan,
-                      template: str) -> tuple[DatasetRecord, DatasetRecord | None]:
+def feedback_datasets(store: Store, datasets_dir: Path, adapter: AdapterRecord, plan: TrainingPlan) -> tuple[DatasetRecord, DatasetRecord | None]:
     """The plan's pairs saved as a preference dataset, and its corrections (when it has any) as an instruction
-    dataset in the adapter's `template`; each names its items in its source, the lineage back to the votes and corrections."""
+    dataset in the adapter's prompt format; each names its items in its source, the lineage back to the votes and corrections."""
     pairs = store_records(store, datasets_dir, [{"prompt": _with_system(i), "chosen": i.chosen, "rejected": i.rejected} for i in plan.pairs],
                           name=f"feedback on {adapter.name}", format="feedback", shape="preference", mapping={}, template="chat",
                           validation_fraction=0.0, split_seed=42, source_file=FEEDBACK_SOURCE + ", ".join(i.ref for i in plan.pairs))
@@ -230,7 +230,7 @@ def feedback_datasets(store: Store, datasets_dir: Path, adapter: AdapterRecord, 
         return pairs, None
     rows = [{"messages": _with_system(i) + [{"role": "assistant", "content": i.chosen}]} for i in plan.corrections]
     corrections = store_records(store, datasets_dir, rows, name=f"corrections of {adapter.name}", format="feedback", shape="chat",
-                                mapping={}, template=template, validation_fraction=0.0, split_seed=42,
+                                mapping={}, template=plan.template, validation_fraction=0.0, split_seed=42,
                                 source_file=FEEDBACK_SOURCE + ", ".join(i.ref for i in plan.corrections))
     return pairs, corrections
 

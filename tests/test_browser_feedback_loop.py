@@ -40,7 +40,7 @@ def test_a_blind_vote_and_an_edit_train_an_adapter_shown_with_its_lineage(stocke
     assert f"corrected {adapter.name} (#{adapter.id})" in feedback.inner_text()
     page.locator("#chat-feedback-train").click()  # nothing picked
     page.get_by_text("No feedback is selected. Tick the votes and corrections to use, then try again.").first.wait_for()
-    assert store.jobs(("queued", "running")) == []
+    assert store.jobs(("queued", "running")) == []  # nothing was queued
     pick(page, "chat-feedback-items", "vote:1")
     pick(page, "chat-feedback-items", "correction:1")
     page.locator("#chat-feedback-plan").get_by_text(
@@ -49,7 +49,10 @@ def test_a_blind_vote_and_an_edit_train_an_adapter_shown_with_its_lineage(stocke
     page.locator("#chat-voted").get_by_text(f"DPO on 2 pairs, continuing adapter #{adapter.id}").wait_for(timeout=30_000)
     screenshot(page, "chat-feedback-queued")
 
-    job = wait_for(lambda: next((j for j in store.jobs() if j.state in FINISHED), None), seconds=240)  # the worker runs it
+    queued = store.jobs()[0]  # newest first
+    assert (queued.name, queued.spec["objective"], queued.spec["start_adapter_id"]) == (f"{adapter.name}-feedback", "dpo", adapter.id)
+    wait_for(lambda: store.job(queued.id).state in FINISHED, seconds=240)  # the studio's worker runs it
+    job = store.job(queued.id)
     assert job.state == "succeeded", job.error
     taught = store.adapter(job.adapter_id)
     said = f"from {adapter.name} (#{adapter.id}) via 1 vote and 1 correction"
