@@ -189,16 +189,19 @@ def the_loop(settings, store, tokenizer) -> dict:
     old = train(settings, store, dataset, {"epochs": 3, "batch_size": 8, "learning_rate": 1e-3, "max_length": 160,
                                            "warmup_ratio": 0.0, "save_steps": 1000}, "shop")
     sft_minutes = (time.monotonic() - started) / 60
+    print(f"SFT adapter trained: {old.summary['steps']} steps in {sft_minutes:.1f} min", flush=True)
     server = ModelServer(settings.chat_memory_mb)
     started = time.monotonic()
     refs = collect_feedback(store, server, choose(f"adapter:{old.id}", settings, store))
     chat_minutes = (time.monotonic() - started) / 60
+    print(f"The rater's chat: {len(refs)} votes and corrections in {chat_minutes:.1f} min", flush=True)
     started = time.monotonic()
     jobs = submit_feedback_training(store, settings.datasets_dir, old.id, refs)
     for job in jobs:
         new = run_to_adapter(settings, store, job.id)
         release_waiting(store, job.id)  # what the worker does after each job: the DPO job continues the corrections' adapter
     feedback_minutes = (time.monotonic() - started) / 60
+    print(f"Train on feedback: {len(jobs)} jobs in {feedback_minutes:.1f} min", flush=True)
     held_out = questions("held_out")
     old_answers = greedy_answers(server, choose(f"adapter:{old.id}", settings, store), held_out)
     new_answers = greedy_answers(server, choose(f"adapter:{new.id}", settings, store), held_out)
@@ -266,6 +269,7 @@ def preference_run(settings, store, tokenizer) -> dict:
                             template="chat", validation_fraction=0.0, split_seed=42, source_file="benchmarks.feedback_loop")
     base = load_base_model(resolve_model("bundled", settings.models_dir), quantize_4bit=False, device=pick_device()).eval()
     before = preference_accuracy(base, tokenizer, held_out)
+    print(f"Preference accuracy before DPO: {before:.0%}", flush=True)
     started = time.monotonic()
     adapter = train(settings, store, dataset, {"objective": "dpo", "epochs": 1, "batch_size": 8, "learning_rate": 5e-4, "beta": 0.1,
                                                "max_length": 128, "warmup_ratio": 0.0, "save_steps": 1000}, "ticket-dpo")
