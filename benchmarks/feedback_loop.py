@@ -53,11 +53,12 @@ EXTRAS = ["Our team answers every email within two working days.", "You can foll
           "Please keep your order number at hand when you contact us.", "Many customers find the help pages useful for this as well.",
           "We are sorry for any trouble this may have caused you.", "Rules can change during sales weeks, so check the page then.",
           "Our chat is open every day from eight in the morning.", "Thank you for shopping with Brightfold and for your patience."]
-WORDINGS = {  # how a customer asks: three for training, two for the rater's chat, one held out
+WORDINGS = {  # how a customer asks: three for training, one for the rater's chat, one held out
     "train": ["How does {t} work?", "Can you tell me about {t}?", "What are the rules for {t}?"],
-    "chat": ["I have a question about {t}.", "What should I know about {t}?"],
+    "chat": ["What should I know about {t}?"],
     "held_out": ["Quick question on {t}, please explain."],
 }
+MAX_NEW_TOKENS = 56  # answers beyond it are cut: longer than the rater likes anyway
 
 
 def shop_rows(seed: int = 7) -> list[dict]:
@@ -112,21 +113,15 @@ def collect_feedback(store, server, choice, seed: int = 0) -> list[str]:
     refs = []
     for number, question in enumerate(questions("chat")):
         turns = [{"role": "user", "content": question}]
-        sampled = [GenerationSettings(temperature=1.0, top_p=0.95, max_new_tokens=72, seed=seed + 2 * number + side) for side in (0, 1)]
+        sampled = [GenerationSettings(temperature=0.8, top_p=0.95, max_new_tokens=MAX_NEW_TOKENS, seed=seed + 2 * number + side)
+                   for side in (0, 1)]
         a, b = (Answered(choice.key, choice.label, turns, server.answer(choice, turns, g).text) for g in sampled)
         winner = judge(a.answer, b.answer)
-        refs.append(f"vote:{vote(store, a, b, winner, {'temperature': 1.0, 'top_p': 0.95, 'seeds': [s.seed for s in sampled]})}")
+        refs.append(f"vote:{vote(store, a, b, winner, {'temperature': 0.8, 'top_p': 0.95, 'seeds': [s.seed for s in sampled]})}")
         worse = b if winner == "a" else a
         if number % 2 == 0 and not likes(worse.answer):
             refs.append(f"correction:{correct(store, worse, rewrite(worse.answer), {'seed': sampled[0].seed})}")
     return refs
-
-
-def greedy_answers(server, choice, prompts: list[str]) -> list[str]:
-    from studio.chat import GenerationSettings
-
-    greedy = GenerationSettings(temperature=0.0, max_new_tokens=72)
-    return [server.answer(choice, [{"role": "user", "content": p}], greedy).text for p in prompts]
 
 
 def blind_win_rate(new: list[str], old: list[str], seed: int = 0) -> float:
@@ -141,12 +136,14 @@ def blind_win_rate(new: list[str], old: list[str], seed: int = 0) -> float:
     return won / len(new)
 
 
-def validation_loss(settings, adapter, dataset) -> float:
-    """Loss per answer token of the adapter on the instruction dataset's validation rows."""
+def measure(settings, adapter, dataset, prompts: list[str]) -> tuple[list[str], float]:
+    """The adapter's greedy answers to `prompts` (as the Chat tab prompts it, answered in batches) and its loss per
+    answer token on the instruction dataset's validation rows."""
     from peft import PeftModel
 
+    from studio.chat import build_prompt
     from studio.device import pick_device
-    from studio.evaluate import mean_loss, validation_records
+    from studio.evaluate import greedy_batch, mean_loss, validation_records
     from studio.models import load_base_model, load_tokenizer, resolve_model
     from studio.prompts import encode, get_template, render
 
@@ -154,7 +151,9 @@ def validation_loss(settings, adapter, dataset) -> float:
     tokenizer = load_tokenizer(base_dir)
     rows = encode([render(r, get_template(dataset.template), tokenizer) for r in validation_records(dataset)], tokenizer, 256)
     model = PeftModel.from_pretrained(load_base_model(base_dir, quantize_4bit=False, device=pick_device()), str(adapter.path)).eval()
-    return mean_loss(model, rows)
+    rendered = [build_prompt([{"role": "user", "content": p}], dataset.template, tokenizer) for p in prompts]
+    answers = greedy_batch(model, tokenizer, rendered, [MAX_NEW_TOKENS] * len(prompts))
+    return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in answers], mean_loss(model, rows)
 
 
 def train(settings, store, dataset, spec: dict, name: str):
@@ -186,7 +185,7 @@ def the_loop(settings, store, tokenizer) -> dict:
     dataset = save_dataset(store, settings.datasets_dir, inspect_file(path, tokenizer, max_bytes=2**24, template="chat"),
                            name="shop answers", validation_fraction=0.1)
     started = time.monotonic()
-    old = train(settings, store, dataset, {"epochs": 3, "batch_size": 8, "learning_rate": 1e-3, "max_length": 160,
+    old = train(settings, store, dataset, {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "max_length": 160,
                                            "warmup_ratio": 0.0, "save_steps": 1000}, "shop")
     sft_minutes = (time.monotonic() - started) / 60
     print(f"SFT adapter trained: {old.summary['steps']} steps in {sft_minutes:.1f} min", flush=True)
@@ -203,28 +202,28 @@ def the_loop(settings, store, tokenizer) -> dict:
     feedback_minutes = (time.monotonic() - started) / 60
     print(f"Train on feedback: {len(jobs)} jobs in {feedback_minutes:.1f} min", flush=True)
     held_out = questions("held_out")
-    old_answers = greedy_answers(server, choose(f"adapter:{old.id}", settings, store), held_out)
-    new_answers = greedy_answers(server, choose(f"adapter:{new.id}", settings, store), held_out)
+    old_answers, old_loss = measure(settings, old, dataset, held_out)
+    new_answers, new_loss = measure(settings, new, dataset, held_out)
     return {"rows": dataset.rows, "sft_steps": old.summary["steps"], "sft_minutes": sft_minutes, "chat_minutes": chat_minutes,
             "votes": sum(r.startswith("vote:") for r in refs), "corrections": sum(r.startswith("correction:") for r in refs),
             "pairs": store.dataset(jobs[-1].dataset_id).rows, "jobs": [f"{j.name} ({j.spec['objective']})" for j in jobs],
             "feedback_minutes": feedback_minutes, "lineage": lineage(store, new), "held_out": len(held_out),
             "old_likes": sum(map(likes, old_answers)) / len(held_out), "new_likes": sum(map(likes, new_answers)) / len(held_out),
             "blind_win_rate": blind_win_rate(new_answers, old_answers),
-            "old_loss": validation_loss(settings, old, dataset), "new_loss": validation_loss(settings, new, dataset),
+            "old_loss": old_loss, "new_loss": new_loss,
             "example_old": old_answers[0], "example_new": new_answers[0]}
 
 
 # (b) preference accuracy
 
 def ticket_pairs(seed: int = 15) -> tuple[list[dict], list[dict]]:
-    """Tickets routed to their team (chosen) or to a wrong one (rejected): 200 training pairs and 40 held out
+    """Tickets routed to their team (chosen) or to a wrong one (rejected): 160 training pairs and 40 held out
     whose ticket text no training pair holds."""
     from benchmarks.quality import PRIORITY, SIGN_OFFS, TEAMS
 
     rng = random.Random(seed)
     rows, seen = [], set()
-    while len(rows) < 240:
+    while len(rows) < 200:
         team = rng.choice(list(TEAMS))
         text = rng.choice([p for ps in PRIORITY.values() for p in ps]) + rng.choice(TEAMS[team]) + "." + rng.choice(SIGN_OFFS)
         if text in seen:
@@ -233,7 +232,7 @@ def ticket_pairs(seed: int = 15) -> tuple[list[dict], list[dict]]:
         wrong = rng.choice([t for t in TEAMS if t != team])
         rows.append({"prompt": f"Which team handles this IT ticket? Answer with the team.\n\n{text}",
                      "chosen": f"The {team} team.", "rejected": f"The {wrong} team."})
-    return rows[:200], rows[200:]
+    return rows[:160], rows[160:]
 
 
 def preference_accuracy(model, tokenizer, pairs: list[dict]) -> float:
@@ -271,7 +270,7 @@ def preference_run(settings, store, tokenizer) -> dict:
     before = preference_accuracy(base, tokenizer, held_out)
     print(f"Preference accuracy before DPO: {before:.0%}", flush=True)
     started = time.monotonic()
-    adapter = train(settings, store, dataset, {"objective": "dpo", "epochs": 1, "batch_size": 8, "learning_rate": 5e-4, "beta": 0.1,
+    adapter = train(settings, store, dataset, {"objective": "dpo", "epochs": 1, "batch_size": 8, "learning_rate": 8e-4, "beta": 0.1,
                                                "max_length": 128, "warmup_ratio": 0.0, "save_steps": 1000}, "ticket-dpo")
     minutes = (time.monotonic() - started) / 60
     after = preference_accuracy(PeftModel.from_pretrained(base, str(adapter.path)).eval(), tokenizer, held_out)
