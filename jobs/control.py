@@ -44,8 +44,11 @@ def submit_feedback_training(store: Store, datasets_dir: Path, adapter_id: int, 
     dpo_spec = TrainSpec.from_dict({**settings, "objective": "dpo", "start_adapter_id": adapter.id})
     if corrections is None:
         return [submit_training(store, dataset_id=pairs.id, base_model=adapter.base_model, spec=dpo_spec, name=f"{adapter.name}-feedback")]
+    # Instruction rows continue at the adapter's own learning rate: at DPO's 1e-4, a few steps on a handful of rows left
+    # the benchmark's adapter unchanged (benchmarks/feedback_loop.py).
     first = submit_training(store, dataset_id=corrections.id, base_model=adapter.base_model, name=f"{adapter.name}-corrections",
-                            spec=TrainSpec.from_dict({**settings, "start_adapter_id": adapter.id}))
+                            spec=TrainSpec.from_dict({**settings, "learning_rate": adapter.spec.get("learning_rate", 2e-4),
+                                                      "start_adapter_id": adapter.id}))
     then = store.add_job(kind="train", name=f"{adapter.name}-feedback", dataset_id=pairs.id, base_model=adapter.base_model,
                          spec=dpo_spec.to_json())
     store.update_job(then.id, after_job_id=first.id)
