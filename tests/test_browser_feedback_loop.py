@@ -35,9 +35,9 @@ def test_a_blind_vote_and_an_edit_train_an_adapter_shown_with_its_lineage(stocke
 
     page.get_by_text("Feedback: votes and corrections").click()
     pick(page, "chat-feedback-model", f"{adapter.name} (adapter #{adapter.id})")
-    feedback = page.locator("#chat-feedback")
-    feedback.get_by_text(f"{adapter.name} (#{adapter.id}) over {BASE}").first.wait_for()
-    assert f"corrected {adapter.name} (#{adapter.id})" in feedback.inner_text()
+    page.wait_for_function("text => document.querySelector('#chat-feedback')?.innerText.includes(text)",
+                           arg=f"{adapter.name} (#{adapter.id}) over {BASE}")
+    assert f"corrected {adapter.name} (#{adapter.id})" in page.locator("#chat-feedback").inner_text()
     page.locator("#chat-feedback-train").click()  # nothing picked
     page.get_by_text("No feedback is selected. Tick the votes and corrections to use, then try again.").first.wait_for()
     assert store.jobs(("queued", "running")) == []  # nothing was queued
