@@ -45,7 +45,7 @@ def submit_feedback_training(store: Store, datasets_dir: Path, adapter_id: int, 
     if corrections is None:
         return [submit_training(store, dataset_id=pairs.id, base_model=adapter.base_model, spec=dpo_spec, name=f"{adapter.name}-feedback")]
     # Instruction rows continue at the adapter's own learning rate: at DPO's 1e-4, a few steps on a handful of rows left
-    # the benchmark's adapter unchanged (benchmarks/feedback_loop.py).
+    # the benchmark's adapter unchanged (benchmarks/feedback_loop.py; README "The feedback loop" says what it still lacks).
     first = submit_training(store, dataset_id=corrections.id, base_model=adapter.base_model, name=f"{adapter.name}-corrections",
                             spec=TrainSpec.from_dict({**settings, "learning_rate": adapter.spec.get("learning_rate", 2e-4),
                                                       "start_adapter_id": adapter.id}))
