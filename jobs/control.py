@@ -3,10 +3,11 @@
 from pathlib import Path
 
 from jobs.queue import huey
-from jobs.tasks import enqueue, resume, train_job
+from jobs.tasks import enqueue, release_waiting, resume, train_job
 from studio.errors import ExportError, JobError
 from studio.export import DTYPES, check_mix
-from studio.feedback import feedback_dataset
+from studio.chat import saved_template
+from studio.feedback import TrainingPlan, feedback_datasets, training_plan
 from studio.preferences import check_objective
 from studio.spec import TrainSpec
 from studio.store import JobRecord, Store, now
@@ -28,15 +29,34 @@ def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: Tra
     return store.job(job.id)
 
 
-def submit_feedback_training(store: Store, datasets_dir: Path, adapter_id: int, refs: list[str]) -> JobRecord:
-    """Train on feedback: the chosen votes and corrections become a preference dataset (with their refs as its
-    source), and a DPO job continuing `adapter_id` is queued; the new adapter records it as its parent."""
+def feedback_plan(store: Store, adapter_id: int, refs: list[str]) -> TrainingPlan:
+    """What Train on feedback will do with these items for this adapter (studio.feedback.training_plan)."""
     adapter = store.adapter(adapter_id)
-    dataset = feedback_dataset(store, datasets_dir, adapter, refs)
-    # A few passes over a handful of pairs: enough to move a LoRA adapter, held to its start by beta.
-    spec = TrainSpec.from_dict({"objective": "dpo", "start_adapter_id": adapter.id, "epochs": 3, "batch_size": 4,
-                                "learning_rate": 1e-4, "max_length": adapter.spec.get("max_length", 512), "warmup_ratio": 0.0})
-    return submit_training(store, dataset_id=dataset.id, base_model=adapter.base_model, spec=spec, name=f"{adapter.name}-feedback")
+    return training_plan(store, refs, saved_template(adapter.path) or "chat")
+
+
+def submit_feedback_training(store: Store, datasets_dir: Path, adapter_id: int, refs: list[str]) -> list[JobRecord]:
+    """Train on feedback: the chosen votes and corrections become a preference dataset (their refs as its source) and a
+    DPO job continuing `adapter_id` is queued; the new adapter records it as its parent. With enough corrections, an
+    instruction-tuning job on them continues the adapter first, and the DPO job waits for it and continues its adapter.
+    Returns the jobs in the order they run."""
+    adapter = store.adapter(adapter_id)
+    pairs, corrections = feedback_datasets(store, datasets_dir, adapter, feedback_plan(store, adapter_id, refs))
+    # A few passes over a handful of rows: enough to move a LoRA adapter (DPO: held to its start by beta).
+    settings = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-4, "max_length": adapter.spec.get("max_length", 512), "warmup_ratio": 0.0}
+    dpo_spec = TrainSpec.from_dict({**settings, "objective": "dpo", "start_adapter_id": adapter.id})
+    if corrections is None:
+        return [submit_training(store, dataset_id=pairs.id, base_model=adapter.base_model, spec=dpo_spec, name=f"{adapter.name}-feedback")]
+    # Instruction rows continue at the adapter's own learning rate: at DPO's 1e-4, a few steps on a handful of rows left
+    # the benchmark's adapter unchanged (benchmarks/feedback_loop.py; README "The feedback loop" says what it still lacks).
+    first = submit_training(store, dataset_id=corrections.id, base_model=adapter.base_model, name=f"{adapter.name}-corrections",
+                            spec=TrainSpec.from_dict({**settings, "learning_rate": adapter.spec.get("learning_rate", 2e-4),
+                                                      "start_adapter_id": adapter.id}))
+    then = store.add_job(kind="train", name=f"{adapter.name}-feedback", dataset_id=pairs.id, base_model=adapter.base_model,
+                         spec=dpo_spec.to_json())
+    store.update_job(then.id, after_job_id=first.id)
+    store.note_job(then.id, f"waits for job {first.id} (the corrections), then continues its adapter")
+    return [first, store.job(then.id)]
 
 
 def submit_sweep(store: Store, *, dataset_id: int, base_model: str, runs: list[tuple[str, TrainSpec]], name: str) -> list[JobRecord]:
@@ -102,6 +122,7 @@ def cancel_job(store: Store, job_id: int) -> JobRecord:
         if job.task_id:
             huey.revoke_by_id(job.task_id)
         store.update_job(job_id, state="cancelled", finished=now())
+        release_waiting(store, job_id)  # what waited for it will not run either
     elif job.state == "running":
         store.update_job(job_id, cancel_requested=1)
     else:

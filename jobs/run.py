@@ -22,6 +22,7 @@ from jobs.reporting import FollowerReporter, StoreReporter, record_failure
 from studio.chat import saved_template
 from studio.continuation import start_adapter
 from studio.data import load_records
+from studio.lineage import describe
 from studio.models import resolve_model
 from studio.preference_training import train_preferences
 from studio.preferences import check_objective
@@ -81,6 +82,7 @@ def train_inputs(settings: Settings, store: Store | RemoteStore, job) -> TrainIn
         base_dir=resolve_model(job.base_model, settings.models_dir), records=load_records(dataset.path),
         template=template, validation_fraction=dataset.validation_fraction, split_seed=dataset.split_seed,
         dataset_hash=dataset.content_hash, start_adapter=start.adapter.path if start else None,
+        lineage=describe(store, start.adapter, dataset) if start else None,
     )
 
 

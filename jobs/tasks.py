@@ -35,6 +35,7 @@ def train_job(job_id: int) -> None:
     """Train in a child process; an adapter it leaves (succeeded, or cancelled with what it kept) is evaluated for its verdict."""
     store = open_store(load_settings())
     succeeded = _run_in_child(store, job_id)
+    release_waiting(store, job_id)
     job = store.job(job_id)
     if succeeded or (job.state == "cancelled" and job.adapter_id):
         evaluate_after_training(store, job_id)
@@ -78,6 +79,23 @@ def _run_in_child(store: Store | RemoteStore, job_id: int) -> bool:
         store.update_job(job_id, state="failed", finished=now(), error=f"The job's process ended with exit code "
                          f"{child.returncode} before it could report. The log ({folder / 'train.log'}) has the details.")
     return job.state == "succeeded"
+
+
+def release_waiting(store: Store | RemoteStore, job_id: int) -> None:
+    """The jobs that wait for a finished job: queued to continue its adapter when it succeeded, cancelled (with
+    why, in their history) when it failed or was cancelled. An interrupted job is resumed later: they keep waiting."""
+    job = store.job(job_id)
+    if not job.is_finished:
+        return
+    for waiting in store.jobs(("queued",)):
+        if waiting.after_job_id != job_id:
+            continue
+        if job.state == "succeeded":
+            store.update_job(waiting.id, spec=json.dumps({**waiting.spec, "start_adapter_id": job.adapter_id}))
+            store.update_job(waiting.id, task_id=train_job(waiting.id).id)
+        else:
+            store.update_job(waiting.id, state="cancelled", finished=now())
+            store.note_job(waiting.id, f"not run: job {job_id}, which it waited for, {job.state}")
 
 
 def evaluate_after_training(store: Store | RemoteStore, job_id: int) -> JobRecord | None:

@@ -23,7 +23,7 @@ def add_commands(commands, data) -> None:
     exporting.add_argument("file", type=Path, help="the JSONL file to write")
     exporting.add_argument("--items", help="comma-separated refs to export, e.g. vote:3,correction:2 (default: all)")
     exporting.set_defaults(run=export_command)
-    training = feedback.add_parser("train", help="queue a DPO job continuing an adapter on chosen feedback items")
+    training = feedback.add_parser("train", help="queue a DPO job continuing an adapter on chosen feedback items (instruction tuning on the corrections first, with enough of them)")
     training.add_argument("--adapter", required=True, help="the adapter to continue: its id, name or folder")
     training.add_argument("--items", required=True, help="comma-separated refs of the items to train on, e.g. vote:3,correction:2")
     training.set_defaults(run=train_command)
@@ -82,11 +82,14 @@ def pairs_command(args: argparse.Namespace) -> int:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from jobs.control import submit_feedback_training  # opens the queue: only for this command
+    from jobs.control import feedback_plan, submit_feedback_training  # opens the queue: only for this command
 
     settings = load_settings()
     store = Store(settings.db_path)
     refs = [ref.strip() for ref in args.items.split(",") if ref.strip()]
-    job = submit_feedback_training(store, settings.datasets_dir, store.find_adapter(args.adapter).id, refs)
-    print(f"Queued job {job.id} '{job.name}': DPO on dataset {job.dataset_id}, continuing adapter {job.spec['start_adapter_id']}.")
+    adapter = store.find_adapter(args.adapter)
+    print(feedback_plan(store, adapter.id, refs).describe(adapter.name))
+    for job in submit_feedback_training(store, settings.datasets_dir, adapter.id, refs):
+        waits = f", after job {job.after_job_id}" if job.after_job_id else ""
+        print(f"Queued job {job.id} '{job.name}': {job.spec['objective'].upper()} on dataset {job.dataset_id}{waits}.")
     return 0

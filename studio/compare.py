@@ -7,6 +7,7 @@ without an adapter. The Compare tab renders these tables; they are plain data so
 from dataclasses import dataclass
 
 from studio.evaluate import changes
+from studio.lineage import lineage
 from studio.prompts import question_of
 from studio.store import AdapterRecord, EvaluationRecord, Store
 from studio.sweeps import SweepResult
@@ -29,6 +30,7 @@ class Column:
     adapter: AdapterRecord | None  # None for the base model
     evaluation: EvaluationRecord | None
     verdict: Verdict | None = None  # from the latest evaluation
+    lineage: str | None = None  # the adapter it continued and what it learned from (studio.lineage)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ def columns(store: Store, choices: list[str]) -> list[Column]:
             found.append(Column("base model", None, None))
         else:
             adapter = store.adapter(int(choice))
-            found.append(Column(f"#{adapter.id} {adapter.name}", adapter, store.latest_evaluation(adapter.id), verdict_for(store, adapter.id)))
+            found.append(Column(f"#{adapter.id} {adapter.name}", adapter, store.latest_evaluation(adapter.id), verdict_for(store, adapter.id),
+                                lineage(store, adapter)))
     return found
 
 
@@ -63,6 +66,7 @@ def settings_table(chosen: list[Column]) -> Table:
     rows = [["base model"] + [c.adapter.base_model if c.adapter else base_name for c in chosen],
             ["method"] + [c.adapter.method if c.adapter else "none" for c in chosen],
             ["dataset (hash)"] + [c.adapter.dataset_hash[:12] if c.adapter else "—" for c in chosen],
+            ["lineage"] + [c.lineage or ("trained afresh" if c.adapter else "—") for c in chosen],
             ["status"] + [c.adapter.status if c.adapter else "—" for c in chosen]]
     rows += [[key] + [str(c.adapter.spec.get(key, "—")) if c.adapter else "—" for c in chosen] for key in keys]
     # The base model has no settings of its own: differences are among the adapters, and one adapter differs from none.

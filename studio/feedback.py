@@ -14,6 +14,7 @@ from pathlib import Path
 
 from studio.data import store_records
 from studio.errors import ChatError
+from studio.prompts import get_template
 from studio.store import AdapterRecord, DatasetRecord, Store
 from studio.votes import record_vote
 
@@ -169,17 +170,73 @@ def export(store: Store, path: Path, refs: list[str] | None = None) -> int:
     return len(rows)
 
 
-def feedback_dataset(store: Store, datasets_dir: Path, adapter: AdapterRecord, refs: list[str]) -> DatasetRecord:
-    """The chosen items' pairs (corrections as pairs too) saved as a preference dataset for DPO on `adapter`;
-    its source names the items, the lineage back to the votes and corrections.
+FEEDBACK_SOURCE = "chat feedback: "  # a feedback dataset's source: this, then the refs of the items it holds
+# Corrections train as instruction rows too once there are this many: fewer make a pass over a handful of rows that
+# teaches little beyond what their pairs already teach.
+MIN_CORRECTIONS = 4
 
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What Train on feedback does with the chosen items: DPO on the pairs and, with enough corrections,
+    instruction tuning on the corrections first. Said in words before anything is queued."""
+
+    pairs: list[FeedbackItem]  # wins and corrections: each a preference pair
+    corrections: list[FeedbackItem]  # the corrections that train as instruction rows first; empty when too few
+    template: str  # the adapter's prompt format, which the instruction rows are trained in
+
+    def describe(self, adapter_name: str) -> str:
+        pairs = f"DPO on {_count(len(self.pairs), 'pair')} ({items_in_words(i.ref for i in self.pairs)})"
+        if not self.corrections:
+            return f"{pairs[0].upper()}{pairs[1:]}, continuing '{adapter_name}'."
+        return (f"First instruction tuning on {_count(len(self.corrections), 'correction')} as instruction rows, continuing "
+                f"'{adapter_name}'; then {pairs}, continuing from that.")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' if number != 1 else ''}"
+
+
+def items_in_words(refs) -> str:
+    """'6 votes and 2 corrections' for a list of refs."""
+    kinds = [ref.split(":")[0] for ref in refs]
+    return " and ".join(_count(kinds.count(kind), kind) for kind in ("vote", "correction") if kind in kinds)
+
+
+def training_plan(store: Store, refs: list[str], template: str) -> TrainingPlan:
+    """What Train on feedback will do with the items named by `refs`, for an adapter trained with `template`.
+
+    Corrections are also instruction rows when there are at least MIN_CORRECTIONS of them; an adapter of
+    the one-question Alpaca format learns only corrections of a single question that way (the rest stay pairs).
     Raises ChatError when nothing is selected, an item is unknown, or none of the items is a pair.
     """
     items = select(store, refs)
-    records = [{"prompt": _with_system(i), "chosen": i.chosen, "rejected": i.rejected} for i in items if i.is_pair]
-    if not records:
+    pairs = [item for item in items if item.is_pair]
+    if not pairs:
         raise ChatError("None of the selected feedback is a preference pair (ties and identical answers are not). "
                         "Select wins or corrections, then train again.")
-    return store_records(store, datasets_dir, records, name=f"feedback on {adapter.name}", format="feedback", shape="preference",
-                         mapping={}, template="chat", validation_fraction=0.0, split_seed=42,
-                         source_file="chat feedback: " + ", ".join(i.ref for i in items if i.is_pair))
+    one_question = get_template(template).kind != "chat"
+    corrections = [i for i in pairs if i.ref.startswith("correction:") and not (one_question and len(i.turns) > 1)]
+    return TrainingPlan(pairs, corrections if len(corrections) >= MIN_CORRECTIONS else [], template)
+
+
+def feedback_datasets(store: Store, datasets_dir: Path, adapter: AdapterRecord, plan: TrainingPlan) -> tuple[DatasetRecord, DatasetRecord | None]:
+    """The plan's pairs saved as a preference dataset, and its corrections (when it has any) as an instruction
+    dataset in the adapter's prompt format; each names its items in its source, the lineage back to the votes and corrections."""
+    pairs = store_records(store, datasets_dir, [{"prompt": _with_system(i), "chosen": i.chosen, "rejected": i.rejected} for i in plan.pairs],
+                          name=f"feedback on {adapter.name}", format="feedback", shape="preference", mapping={}, template="chat",
+                          validation_fraction=0.0, split_seed=42, source_file=FEEDBACK_SOURCE + ", ".join(i.ref for i in plan.pairs))
+    if not plan.corrections:
+        return pairs, None
+    rows = [{"messages": _with_system(i) + [{"role": "assistant", "content": i.chosen}]} for i in plan.corrections]
+    corrections = store_records(store, datasets_dir, rows, name=f"corrections of {adapter.name}", format="feedback", shape="chat",
+                                mapping={}, template=plan.template, validation_fraction=0.0, split_seed=42,
+                                source_file=FEEDBACK_SOURCE + ", ".join(i.ref for i in plan.corrections))
+    return pairs, corrections
+
+
+def feedback_refs(dataset: DatasetRecord | None) -> list[str]:
+    """The votes and corrections a feedback dataset was made of; none for any other dataset, or none."""
+    if dataset is None or dataset.format != "feedback" or not dataset.source_file.startswith(FEEDBACK_SOURCE):
+        return []
+    return dataset.source_file[len(FEEDBACK_SOURCE):].split(", ")

@@ -198,11 +198,16 @@ def _v14_test_sets(db: sqlite_utils.Database) -> None:
     db["evaluations"].add_column("overlap", int, not_null_default=0)  # test rows whose prompt is also a training row
 
 
+def _v15_job_chains(db: sqlite_utils.Database) -> None:
+    """A job that waits for another: it goes on the queue, continuing that job's adapter, once that job succeeds."""
+    db["jobs"].add_column("after_job_id", int)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
                                                              _v6_unstopped_answers, _v7_sweeps, _v8_workers,
                                                              _v9_datasets_share_rows, _v10_job_notes,
                                                              _v11_exports, _v12_feedback, _v13_preference_metrics,
-                                                             _v14_test_sets]
+                                                             _v14_test_sets, _v15_job_chains]
 
 
 def now() -> str:
@@ -255,6 +260,7 @@ class JobRecord:
     sweep: str | None
     notes: str | None = None  # one line per event the state alone does not tell (interrupted, resumed)
     test_dataset_id: int | None = None  # the user's own test file for this job's verdict
+    after_job_id: int | None = None  # the job this one waits for (studio.feedback: corrections first, then DPO)
 
     @classmethod
     def from_row(cls, row: dict) -> "JobRecord":

@@ -58,6 +58,7 @@ class TrainInputs:
     split_seed: int
     dataset_hash: str
     start_adapter: Path | None = None  # an adapter folder whose weights the run continues from (studio.continuation)
+    lineage: str | None = None  # where the adapter comes from, in words (studio.lineage), for its card
 
 
 @dataclass(frozen=True)
@@ -374,5 +375,6 @@ def model_card(inputs: TrainInputs, result: TrainResult) -> str:
         validation_rows=result.validation_rows, template=inputs.template, steps=result.steps,
         final_loss=number(result.final_loss), eval_loss=number(result.eval_loss),
         status="stopped early by the user (cancelled); usable" if result.cancelled else "complete",
+        lineage_line=f"- Lineage: {inputs.lineage}\n" if inputs.lineage else "",
         settings_rows="\n".join(f"| {k} | {v} |" for k, v in spec.items()),
     )

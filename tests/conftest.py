@@ -163,6 +163,15 @@ def pick(page, dropdown_id: str, label: str) -> None:
     page.get_by_role("option", name=label, exact=True).click()
 
 
+def open_chat_with_adapter(page, url: str, adapter) -> None:
+    """The Chat tab with the adapter as B and the generation settings open."""
+    page.goto(url)
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#chat-model-b input").click()
+    page.get_by_role("option", name=f"{adapter.name} (adapter #{adapter.id})").click()
+    page.get_by_text("Generation settings").click()
+
+
 def set_number(page, label: str, value) -> None:
     field = page.get_by_label(label, exact=True)
     field.fill(str(value))

@@ -3,18 +3,9 @@
 import time
 
 import pytest
-from conftest import pick, set_slider
+from conftest import open_chat_with_adapter, pick, set_slider
 
 QUESTION = "What is the codeword for boats?"
-
-
-def open_chat_with_adapter(page, url: str, adapter) -> None:
-    """The Chat tab with the adapter as B and the generation settings open."""
-    page.goto(url)
-    page.get_by_role("tab", name="Chat").click()
-    page.locator("#chat-model-b input").click()
-    page.get_by_role("option", name=f"{adapter.name} (adapter #{adapter.id})").click()
-    page.get_by_text("Generation settings").click()
 
 
 def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):

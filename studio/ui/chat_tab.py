@@ -6,10 +6,11 @@ import threading
 
 import gradio as gr
 
-from jobs.control import submit_feedback_training
+from jobs.control import feedback_plan, submit_feedback_training
 from studio.chat import GenerationSettings, ModelServer, choose_listed
-from studio.errors import ChatError
-from studio.feedback import Answered, correct, drop, feedback_items, swapped_sides
+from studio.errors import ChatError, StudioError
+from studio.feedback import MIN_CORRECTIONS, Answered, correct, drop, feedback_items, swapped_sides
+from studio.lineage import lineage
 from studio.feedback import vote as record_feedback_vote
 from studio.models import BUNDLED_NAME
 from studio.settings import Settings
@@ -24,8 +25,8 @@ FEEDBACK_HEADERS = ["item", "when (UTC)", "verdict", "message", "preferred answe
 
 
 def model_choices(store: Store) -> list[tuple[str, str]]:
-    adapters = [(f"{a.name} (adapter #{a.id}{f', continues #{a.parent_id}' if a.parent_id else ''}"
-                 f"{', stopped early' if a.status == 'cancelled' else ''})", f"adapter:{a.id}") for a in store.adapters()]
+    adapters = [(f"{a.name} (adapter #{a.id}{', stopped early' if a.status == 'cancelled' else ''})"
+                 f"{f' - {origin}' if (origin := lineage(store, a)) else ''}", f"adapter:{a.id}") for a in store.adapters()]
     names = {a.id: a.name for a in store.adapters()}
     merged = [(f"{names.get(m.adapter_id, 'adapter')} merged ({m.dtype}, model #{m.id})", f"base:{m.path}") for m in store.merges()]
     return [(f"{BUNDLED_NAME} (base model)", "base:bundled")] + adapters + merged
@@ -116,7 +117,9 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
             drop_button = gr.Button("Drop from training", elem_id="chat-feedback-drop")
             train_button = gr.Button("Train on feedback", variant="primary", elem_id="chat-feedback-train")
         gr.Markdown("*Train on feedback* saves the picked wins and corrections as a preference dataset and queues a DPO job "
-                    "that continues the adapter picked in *Feedback about*; the new adapter lists it as its parent.")
+                    f"that continues the adapter picked in *Feedback about*; with {MIN_CORRECTIONS} corrections or more, it first "
+                    "trains on the corrections as instruction rows. The new adapter lists its parent and the feedback it learned from.")
+        feedback_plan_note = gr.Markdown(elem_id="chat-feedback-plan")
     last_pair = gr.State(None)  # what answered the last message, until it gets its vote
     last_answers = gr.State({})  # side -> the last complete answer, for Edit
     editing = gr.State(None)  # the side whose answer is being corrected
@@ -214,15 +217,35 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
 
     drop_button.click(drop_items, [feedback_pick, feedback_model], [voted, *feedback_outputs], api_name="drop_feedback")
 
-    @shown_to_user
-    def train_on(refs: list[str] | None, model_ref: str | None):
+    def adapter_to_continue(model_ref: str | None) -> int:
         if not (model_ref or "").startswith("adapter:"):
             raise ChatError("Pick the adapter to continue in 'Feedback about' first: Train on feedback continues an adapter with DPO.")
-        job = submit_feedback_training(store, settings.datasets_dir, int(model_ref.split(":")[1]), refs or [])
-        pairs = store.dataset(job.dataset_id).rows
-        return (f"Queued job {job.id} '{job.name}': DPO on {pairs} pair{'s' if pairs != 1 else ''}, continuing adapter "
-                f"#{job.spec['start_adapter_id']}. Follow it in the Jobs tab; the new adapter then appears here and in Compare.")
+        return int(model_ref.split(":")[1])
 
+    def plan_said(refs: list[str] | None, model_ref: str | None) -> str:
+        """What Train on feedback would do with the picked items, said before anything is queued."""
+        if not refs:
+            return ""
+        try:
+            adapter = store.adapter(adapter_to_continue(model_ref))
+            return "Train on feedback will do this: " + feedback_plan(store, adapter.id, refs).describe(adapter.name)
+        except StudioError as error:
+            return str(error)
+
+    @shown_to_user
+    def train_on(refs: list[str] | None, model_ref: str | None):
+        jobs = submit_feedback_training(store, settings.datasets_dir, adapter_to_continue(model_ref), refs or [])
+        steps = []
+        for job in jobs:
+            rows = store.dataset(job.dataset_id).rows
+            what = (f"DPO on {rows} pair{'s' if rows != 1 else ''}" if job.spec["objective"] == "dpo"
+                    else f"instruction tuning on {rows} correction{'s' if rows != 1 else ''}")
+            start = f"adapter #{job.spec['start_adapter_id']}" if job.after_job_id is None else f"job {job.after_job_id}'s adapter"
+            steps.append(f"job {job.id} '{job.name}': {what}, continuing {start}")
+        return (f"Queued {'; then '.join(steps)}. Follow it in the Jobs tab; the new adapter then appears here and in Compare "
+                "with its lineage.")
+
+    feedback_pick.change(plan_said, [feedback_pick, feedback_model], feedback_plan_note, show_progress="hidden")
     train_button.click(train_on, [feedback_pick, feedback_model], voted, api_name="train_on_feedback")
     on_show(page, lambda model_key: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store)),
                                    vote_rows(store), leaderboard_rows(store), gr.Dropdown(choices=[("(every model)", "")] + model_choices(store)),

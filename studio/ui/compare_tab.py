@@ -8,6 +8,7 @@ import gradio as gr
 from jobs.control import submit_evaluation
 from studio import compare
 from studio.errors import StudioError
+from studio.lineage import lineage
 from studio.store import Store
 from studio.sweeps import sweep_results
 from studio.ui import html
@@ -17,7 +18,8 @@ from studio.ui.refresh import on_show
 
 
 def choices(store: Store) -> list[tuple[str, str]]:
-    return [("Base model (no adapter)", compare.BASE)] + [(f"#{a.id} {a.name} ({a.method})", str(a.id)) for a in store.adapters()]
+    return [("Base model (no adapter)", compare.BASE)] + [
+        (f"#{a.id} {a.name} ({a.method}){f' - {origin}' if (origin := lineage(store, a)) else ''}", str(a.id)) for a in store.adapters()]
 
 
 def table_html(table: compare.Table, title: str) -> str:
