@@ -7,7 +7,9 @@ from conftest import CODEWORD_RECORDS
 from jobs.control import cancel_job, feedback_plan, submit_feedback_training
 from jobs.run import run_job
 from jobs.tasks import release_waiting
+from studio.data import load_records
 from studio.errors import ChatError
+from studio.evaluate import training_records
 from studio.feedback import MIN_CORRECTIONS, Answered, correct, training_plan, vote
 from studio.lineage import lineage
 
@@ -41,7 +43,8 @@ def test_the_plan_trains_on_corrections_as_rows_only_when_there_are_enough(stock
     enough = feedback_plan(stocked_home, adapter.id, refs)
     assert [i.ref for i in enough.corrections] == refs[1:]
     assert enough.describe("codewords-lora") == (
-        f"First instruction tuning on {MIN_CORRECTIONS} corrections as instruction rows, continuing 'codewords-lora'; "
+        f"First instruction tuning on {MIN_CORRECTIONS} corrections as instruction rows, with as many of the rows "
+        "'codewords-lora' trained on so that it keeps what it knew, continuing 'codewords-lora'; "
         f"then DPO on {MIN_CORRECTIONS + 1} pairs (1 vote and {MIN_CORRECTIONS} corrections), continuing from that.")
 
     # An Alpaca-format adapter takes one question per row: a correction later in a conversation stays a pair only.
@@ -60,7 +63,11 @@ def test_corrections_then_votes_continue_the_adapter_in_two_jobs_with_lineage(st
     first, then = submit_feedback_training(store, settings.datasets_dir, adapter.id, refs)
     assert (first.spec["objective"], first.spec["start_adapter_id"], then.spec["objective"]) == ("sft", adapter.id, "dpo")
     assert (then.state, then.after_job_id, then.task_id) == ("queued", first.id, None)  # not on the queue until the first succeeds
-    assert store.dataset(first.dataset_id).rows == MIN_CORRECTIONS and store.dataset(then.dataset_id).rows == MIN_CORRECTIONS + 1
+    assert store.dataset(then.dataset_id).rows == MIN_CORRECTIONS + 1
+    # the corrections, and as many rows the adapter trained on (never its validation rows), so it keeps what it knew
+    rows = load_records(store.dataset(first.dataset_id).path)
+    trained = training_records(store.dataset(store.job(adapter.job_id).dataset_id))
+    assert len(rows) == 2 * MIN_CORRECTIONS and sum(r in trained for r in rows) == MIN_CORRECTIONS
 
     assert run_job(settings, store, first.id) is not None, store.job(first.id).error  # the recipe the worker runs
     release_waiting(store, first.id)

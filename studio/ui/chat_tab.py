@@ -118,7 +118,7 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
             train_button = gr.Button("Train on feedback", variant="primary", elem_id="chat-feedback-train")
         gr.Markdown("*Train on feedback* saves the picked wins and corrections as a preference dataset and queues a DPO job "
                     f"that continues the adapter picked in *Feedback about*; with {MIN_CORRECTIONS} corrections or more, it first "
-                    "trains on the corrections as instruction rows. The new adapter lists its parent and the feedback it learned from.")
+                    "trains on the corrections as instruction rows (with as many rows it trained on, so it keeps what it knew). The new adapter lists its parent and the feedback it learned from.")
         feedback_plan_note = gr.Markdown(elem_id="chat-feedback-plan")
     last_pair = gr.State(None)  # what answered the last message, until it gets its vote
     last_answers = gr.State({})  # side -> the last complete answer, for Edit
