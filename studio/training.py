@@ -154,20 +154,41 @@ def _adapter_model(inputs: TrainInputs, device: Device):
 
     spec = inputs.spec
     # On a GPU with bf16 units the frozen base stays in bf16, so no step casts it again; the LoRA
-    # weights themselves stay in float32 (peft's default), as do their optimizer states. On the
-    # CPU the base stays in float32 under bf16 autocast: bf16 weights were no faster there (2.97 s a step against 2.91 s).
+    # weights themselves stay in float32 (peft's default), as do their optimizer states. On a CPU
+    # the base loads in float32 and only its frozen linear weights turn bf16 (below): 8 steps took 2.6% less CPU time
+    # (median of three interleaved pairs), the validation loss the same to four decimals.
     dtype = torch.bfloat16 if device.cuda and device.bf16 else torch.float32
     model = load_base_model(inputs.base_dir, quantize_4bit=spec.method == "qlora", device=device, dtype=dtype)
     if spec.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
     if inputs.start_adapter:  # its own saved config shapes the adapter; the spec was reshaped to match it
-        return PeftModel.from_pretrained(model, str(inputs.start_adapter), is_trainable=True)
-    config = LoraConfig(r=spec.rank, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout, task_type="CAUSAL_LM",
-                        target_modules=lora_targets(model.config.model_type, spec.target_modules),
-                        use_dora=spec.method == "dora", use_rslora=spec.method == "rslora")
-    model = get_peft_model(model, config)
-    fuse_lora_products(model)  # plain LoRA layers: the adapter's product summed into the base's by the matmul
+        model = PeftModel.from_pretrained(model, str(inputs.start_adapter), is_trainable=True)
+    else:
+        config = LoraConfig(r=spec.rank, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout, task_type="CAUSAL_LM",
+                            target_modules=lora_targets(model.config.model_type, spec.target_modules),
+                            use_dora=spec.method == "dora", use_rslora=spec.method == "rslora")
+        model = get_peft_model(model, config)
+        fuse_lora_products(model)  # plain LoRA layers: the adapter's product summed into the base's by the matmul
+    if not device.cuda and device.bf16 and spec.method in ("lora", "rslora"):
+        frozen_linears_in_bf16(model)
     return model
+
+
+def frozen_linears_in_bf16(model) -> int:
+    """Turn the frozen weights of a float32 model's linear layers bf16, so bf16 autocast has none to recast each step.
+
+    Autocast caches the casts of trainable leaves only: a frozen float32 weight is cast again in
+    every forward pass. The adapter's A and B (trainable) stay float32, as do their gradients and
+    optimizer states, so the saved adapter is float32; the embeddings, the tied head and the norms
+    stay float32 too, so the residual stream keeps its precision. Returns how many layers changed.
+    """
+    head = model.get_output_embeddings()
+    changed = 0
+    for module in model.modules():
+        if type(module) is torch.nn.Linear and module is not head and not module.weight.requires_grad:
+            module.weight.data = module.weight.data.to(torch.bfloat16)
+            changed += 1
+    return changed
 
 
 def total_steps(spec: TrainSpec, train_rows: int) -> int:

@@ -33,6 +33,7 @@ def test_lora_adapter_loads_moved_and_answers_differently(trained, bundled_dir, 
         "README.md", "adapter_config.json", "adapter_model.safetensors", "chat_template.jinja", "result.json",
         "spec.json", "tokenizer.json", "tokenizer_config.json"]
     check_adapter(adapter, bundled_dir, tokenizer)
+    assert {t.dtype for t in load_file(adapter.path / "adapter_model.safetensors").values()} == {torch.float32}  # bf16 base or not
     card = (adapter.path / "README.md").read_text()
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct\n" in card and "for **HuggingFaceTB/SmolLM2-135M-Instruct**" in card
     assert 'from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")' in card and "bundled" not in card
