@@ -5,6 +5,7 @@ measures explained and its prompts shown without the template's wording."""
 
 import pytest
 from conftest import pick, screenshot
+from playwright.sync_api import expect
 
 from jobs.run import job_folder
 
@@ -53,8 +54,9 @@ def test_jobs_and_compare_show_labelled_charts_and_only_the_actions_that_apply(v
     # Jobs: a finished job's chart, buttons and log.
     page.get_by_role("tab", name="Jobs").click()
     pick(page, "jobs-pick", f"#{qlora_job.id} {qlora_job.name} (succeeded)")
+    # the picked job's chart replaces the one shown first (the newest job's), after a round trip: wait for it
+    expect(page.locator("#job-curve text.x-tick")).to_have_text(["1", "2", "3", "4", "5"], timeout=30_000)
     check_chart(page, "job-curve", ["training loss", "validation loss"])
-    assert page.locator("#job-curve text.x-tick").all_text_contents() == ["1", "2", "3", "4", "5"]
     assert page.locator("#job-cancel").is_disabled() and page.locator("#job-resume").is_disabled()
     page.wait_for_function("() => { const box = document.querySelector('#job-log textarea');"
                            " return box && box.value.includes('log line 120') && box.scrollTop > 0"
@@ -64,6 +66,7 @@ def test_jobs_and_compare_show_labelled_charts_and_only_the_actions_that_apply(v
     # An interrupted job: both actions apply, the table keeps why it stopped, its lone validation point shows.
     pick(page, "jobs-pick", f"#{stopped.id} stopped-run (interrupted)")
     page.wait_for_function("() => !document.querySelector('#job-resume').disabled", timeout=10_000)
+    expect(page.locator("#job-curve text.x-tick")).to_have_text(["1", "2", "3"], timeout=30_000)
     check_chart(page, "job-curve", ["training loss", "validation loss"], "validation loss")
     assert not page.locator("#job-cancel").is_disabled()
     assert "interrupted at step 3: its process was stopped by SIGKILL" in page.locator("#jobs-table").inner_text()

@@ -53,7 +53,8 @@ def build_app(settings: Settings, store: Store, model_dir: Path, downloads_dir: 
                 download_tab.build(store, download_page, downloads_dir)
             with gr.Tab("Chat", id="chat") as chat_page:
                 chat_tab.build(settings, store, ModelServer(settings.chat_memory_mb), chat_page)
-        on_show(jobs_page, lambda job_id: gr.update(choices=jobs_tab.job_choices(store), value=job_id), jobs.job, jobs.job)
+        # Choices only: the picked job stays as it is, even when the user picks one before this answer arrives.
+        on_show(jobs_page, lambda: gr.update(choices=jobs_tab.job_choices(store)), None, jobs.job)
         train.start_event.success(lambda job_id: (gr.Tabs(selected="jobs"), gr.update(choices=jobs_tab.job_choices(store), value=job_id)),
                                   train.started_job, [tabs, jobs.job])
 
