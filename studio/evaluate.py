@@ -65,11 +65,15 @@ def adapter_dataset(store: Store, adapter: AdapterRecord) -> DatasetRecord:
     return dataset
 
 
-def validation_records(dataset: DatasetRecord) -> list[dict]:
-    """The rows held out from training, by the dataset's own seeded split."""
+def split_records(dataset: DatasetRecord) -> tuple[list[dict], list[dict]]:
+    """The rows trained on and the rows held out from training, by the dataset's own seeded split."""
     records = load_records(dataset.path)
-    _, held_out = split_indices(len(records), dataset.validation_fraction, dataset.split_seed)
-    return [records[i] for i in held_out]
+    kept, held_out = split_indices(len(records), dataset.validation_fraction, dataset.split_seed)
+    return [records[i] for i in kept], [records[i] for i in held_out]
+
+
+def validation_records(dataset: DatasetRecord) -> list[dict]:
+    return split_records(dataset)[1]
 
 
 def examples(records: list[dict], template: str, tokenizer) -> list[Example]:
@@ -168,9 +172,7 @@ def attach_test_file(store: Store, datasets_dir: Path, dataset_id: int, path: Pa
 
 
 def training_records(dataset: DatasetRecord) -> list[dict]:
-    records = load_records(dataset.path)
-    kept, _ = split_indices(len(records), dataset.validation_fraction, dataset.split_seed)
-    return [records[i] for i in kept]
+    return split_records(dataset)[0]
 
 
 def test_set_of(store: Store, adapter: AdapterRecord, dataset: DatasetRecord) -> int | None:

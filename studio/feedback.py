@@ -241,11 +241,14 @@ def replay_rows(store: Store, adapter: AdapterRecord, count: int) -> list[dict]:
     """Up to `count` rows the adapter trained on (seeded), to train beside the corrections: a handful of corrections
     alone, seen several times, pull the whole adapter towards them, and it unlearns the rest (the feedback-loop
     benchmark's validation loss rose 1.585 -> 2.767 without them). Validation rows stay out: they measure the result."""
-    from studio.evaluate import training_records
+    from studio.errors import EvaluationError
+    from studio.evaluate import adapter_dataset, training_records
 
-    job = store.job(adapter.job_id) if adapter.job_id else None
-    dataset = store.dataset(job.dataset_id) if job and job.dataset_id else None
-    if dataset is None or dataset.shape == "preference":  # an imported adapter, or one trained on pairs: nothing to replay
+    try:
+        dataset = adapter_dataset(store, adapter)
+    except EvaluationError:  # an imported adapter whose data this studio does not hold: nothing to replay
+        return []
+    if dataset.shape == "preference":  # trained on pairs: no instruction rows to replay
         return []
     rows = training_records(dataset)
     return random.Random(f"replay:{adapter.id}").sample(rows, min(count, len(rows)))
