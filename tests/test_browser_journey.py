@@ -28,7 +28,7 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     page.goto(studio_server)
 
     # Data: the guide is there; upload, read the problem and the preview, drop the flagged row, save.
-    assert "New here?" in page.locator("#start-here").inner_text()
+    page.locator("#start-here").get_by_text("New here?").wait_for()  # Markdown renders after the page's first paint
     page.locator("#data-upload input[type=file]").set_input_files(str(data))
     status = page.locator("#data-status")
     status.get_by_text("21 of 21 rows will be used").wait_for(timeout=60_000)
