@@ -70,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="after training, evaluate the adapter against its base and print the verdict (default on)")
     for field in dataclasses.fields(TrainSpec):
         flag = "--" + field.name.replace("_", "-")
+        help_text = field.metadata["help"].replace("%", "%%")  # argparse formats help with %
         if field.type in (bool, "bool"):
-            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=field.metadata["help"])
+            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            train.add_argument(flag, default=None, choices=field.metadata["choices"], help=field.metadata["help"])
+            train.add_argument(flag, default=None, choices=field.metadata["choices"], help=help_text)
     train.set_defaults(run=train_command)
 
     jobs = commands.add_parser("jobs", help="list jobs and their state")
