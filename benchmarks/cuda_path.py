@@ -23,11 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "library_helpdesk.jsonl"
 QUESTION = "When is the library open on Saturdays?"
+STEPS = ["facts", "model", "qlora", "lora", "dpo", "chat", "gguf", "lora-export", "merge"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", type=Path, help="also write every step's outcome here as JSON")
+    parser.add_argument("--only", default=",".join(STEPS), help="the steps to run, comma-separated, from: " + ", ".join(STEPS))
     args = parser.parse_args()
     import torch
 
@@ -36,7 +38,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="cuda-path-"))
     env = {**os.environ, "STUDIO_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     check = CudaPathCheck(home, env)
-    check.run_all()
+    check.run_all(set(args.only.split(",")))
     print(check.table())
     if args.report:
         args.report.write_text(json.dumps(check.steps, indent=1))
@@ -51,21 +53,25 @@ class CudaPathCheck:
         self.qlora_id: int | None = None
         self.lora_id: int | None = None
 
-    def run_all(self) -> None:
-        self.step("GPU and libraries", self.facts)
-        self.step("bundled model prepared", self.prepare_model)
-        self.step("QLoRA on the queue's GPU worker", self.qlora_on_worker)
-        self.step("bf16 LoRA here, with its verdict", self.lora_here)
-        if self.lora_id:
-            self.step("DPO continuing the LoRA adapter", self.dpo)
-            self.step("chat: base and adapter", self.chat)
-            self.step("GGUF export checked by llama.cpp", lambda: self.cli("export", "--adapter", str(self.lora_id), "--format", "gguf",
-                                                                             "--kinds", "f16,q8_0", "--output", str(self.home / "gguf.zip")))
-            self.step("LoRA export (vLLM, GGUF LoRA)", lambda: self.cli("export", "--adapter", str(self.lora_id), "--format", "lora",
-                                                                          "--output", str(self.home / "lora.zip")))
-        if self.qlora_id:
-            self.step("merge the QLoRA adapter (bf16)", lambda: self.cli("merge", "--adapter", str(self.qlora_id), "--dtype", "bfloat16",
-                                                                           "--output", str(self.home / "merged-qlora")))
+    def run_all(self, only: set[str]) -> None:
+        exported = lambda: self.lora_id or self.qlora_id  # noqa: E731 - the exports take whichever adapter was trained
+        steps = [
+            ("facts", "GPU and libraries", lambda: True, self.facts),
+            ("model", "bundled model prepared", lambda: True, self.prepare_model),
+            ("qlora", "QLoRA on the queue's GPU worker", lambda: True, self.qlora_on_worker),
+            ("lora", "bf16 LoRA here, with its verdict", lambda: True, self.lora_here),
+            ("dpo", "DPO continuing the LoRA adapter", lambda: self.lora_id, self.dpo),
+            ("chat", "chat: base and adapter", exported, self.chat),
+            ("gguf", "GGUF export checked by llama.cpp", exported, lambda: self.cli(
+                "export", "--adapter", str(exported()), "--format", "gguf", "--kinds", "f16,q8_0", "--output", str(self.home / "gguf.zip"))),
+            ("lora-export", "LoRA export (vLLM, GGUF LoRA)", exported, lambda: self.cli(
+                "export", "--adapter", str(exported()), "--format", "lora", "--output", str(self.home / "lora.zip"))),
+            ("merge", "merge the QLoRA adapter (bf16)", lambda: self.qlora_id, lambda: self.cli(
+                "merge", "--adapter", str(self.qlora_id), "--dtype", "bfloat16", "--output", str(self.home / "merged-qlora"))),
+        ]
+        for key, name, ready, action in steps:
+            if key in only and ready():
+                self.step(name, action)
 
     def step(self, name: str, action) -> None:
         started = time.monotonic()
@@ -154,10 +160,14 @@ class CudaPathCheck:
             job = self.store().job(job_id)
             if job.is_finished:
                 if job.state != "succeeded":
-                    raise RuntimeError(f"job {job_id} {job.state}: {job.error}; worker log: {(self.home / 'worker.log').read_text()[-1500:]}")
+                    raise RuntimeError(f"job {job_id} {job.state}: {job.error}; its log: {self.job_log(job_id)}")
                 return job
             time.sleep(2)
-        raise TimeoutError(f"job {job_id} not finished after {minutes} min; worker log: {(self.home / 'worker.log').read_text()[-1500:]}")
+        raise TimeoutError(f"job {job_id} not finished after {minutes} min; its log: {self.job_log(job_id)}")
+
+    def job_log(self, job_id: int) -> str:
+        log = self.home / "jobs" / str(job_id) / "train.log"  # where jobs.tasks writes a queued job's log
+        return log.read_text()[-1500:] if log.is_file() else "(none)"
 
     def wait_for_verdict(self, adapter_id: int, minutes: float) -> str:
         from studio.verdict import verdict_for

@@ -3,6 +3,7 @@
 WAL mode lets the web app and the worker processes read and write it at the same time.
 """
 
+import contextlib
 import json
 import threading
 from dataclasses import dataclass
@@ -345,6 +346,30 @@ class MergeRecord:
         return cls(**{**row, "path": Path(row["path"])})
 
 
+class _Database(sqlite_utils.Database):
+    """sqlite-utils' database whose transactions take SQLite's write lock as they begin (BEGIN IMMEDIATE).
+
+    A deferred BEGIN that reads before it writes (sqlite-utils checks that a table exists before an insert)
+    cannot wait for the lock when it comes to write: if another connection wrote in between, SQLite fails
+    it at once with "database is locked", whatever the busy timeout. A QLoRA job on a GPU worker, writing a
+    step's metrics a few times a second beside its worker's heartbeat, failed that way (benchmarks/cuda_path.py).
+    """
+
+    @contextlib.contextmanager
+    def atomic(self):
+        if self.conn.in_transaction:  # nested: sqlite-utils' savepoint
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        self.conn.execute("COMMIT")
+
+
 class Store:
     """The studio's database file, migrated to the latest schema on open.
 
@@ -361,16 +386,23 @@ class Store:
     @property
     def db(self) -> sqlite_utils.Database:
         if not hasattr(self._local, "db"):
-            self._local.db = sqlite_utils.Database(self.path)
+            self._local.db = _Database(self.path)
             self._local.db.execute("PRAGMA busy_timeout = 30000")
         return self._local.db
 
     def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.db.atomic():
+        """Bring the schema up to date: one process migrates while another opening the same new file waits for it
+        (a worker and the command line that queues its first job), then reads the version again and finds it done."""
+        if self._version() == len(MIGRATIONS):
+            return
+        with self.db.atomic():
+            version = self._version()  # again, under the write lock
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
                 migration(self.db)
                 self.db.execute(f"PRAGMA user_version = {number}")
+
+    def _version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
 
     # datasets
 

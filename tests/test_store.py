@@ -1,5 +1,9 @@
 """The SQLite store: migrated once, shared safely, honest about missing rows."""
 
+import sqlite3
+import threading
+import time
+
 import pytest
 
 from studio.errors import NotFound
@@ -27,3 +31,39 @@ def test_the_store_can_be_used_from_other_threads(tmp_path):
     thread.start()
     thread.join()
     assert seen == [[]]
+
+
+def test_a_transaction_that_reads_first_waits_for_another_writer_instead_of_failing(tmp_path):
+    first, second = Store(tmp_path / "s.db"), Store(tmp_path / "s.db")
+    job = first.add_job(kind="train", name="j", dataset_id=None, base_model="bundled", spec="{}")
+    heartbeat = threading.Thread(target=lambda: second.record_worker("w", state="idle", heartbeat=1.0))
+    with first.db.atomic():
+        assert first.db["metrics"].exists()  # a read: with a deferred BEGIN the write below could no longer wait
+        heartbeat.start()
+        time.sleep(0.5)  # the other writer's turn: it waits for this transaction rather than writing in between
+        first.add_metrics(job.id, 1, {"loss": 1.0})
+    heartbeat.join()
+    assert [m["loss"] for m in first.metrics(job.id)] == [1.0] and second.workers()[0]["state"] == "idle"
+
+
+def test_two_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path):
+    path = tmp_path / "s.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=wal")
+    writer.execute("BEGIN IMMEDIATE")  # another process busy writing: both openers read version 0, then wait
+    errors = []
+    openers = [threading.Thread(target=lambda: _open_or_record(path, errors)) for _ in range(2)]
+    for opener in openers:
+        opener.start()
+    time.sleep(1)
+    writer.execute("COMMIT")
+    for opener in openers:
+        opener.join()
+    assert errors == [] and Store(path).db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def _open_or_record(path, errors: list) -> None:
+    try:
+        Store(path)
+    except Exception as error:  # noqa: BLE001 - the test reports what an opener ran into
+        errors.append(error)
