@@ -29,6 +29,9 @@ def answer_loss(model, inputs: dict[str, torch.Tensor], num_items_in_batch=None)
     """
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft injects LoRA in place
     packing = {k: inputs[k] for k in PACKED_ROW_KEYS if k in inputs}  # a padding-free batch's positions and row boundaries
+    for bounds in ("cu_seq_lens_q", "cu_seq_lens_k"):  # every layer's attention reads them as Python ints: copied to the
+        if bounds in packing:  # CPU once a step, where reading them on a GPU would make each of the 30 layers wait for it
+            packing[bounds] = packing[bounds].cpu()
     hidden = causal_lm.base_model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
                                   use_cache=False, **packing).last_hidden_state
     targets = inputs["labels"][:, 1:]

@@ -6,6 +6,8 @@ lands in test-artifacts/ (the README's pictures come from here)."""
 import json
 import zipfile
 
+from playwright.sync_api import expect
+
 from conftest import CODEWORD_RECORDS, pick, pixels_of_colour, screenshot, set_number, set_slider
 from test_jobs import wait_for
 
@@ -45,9 +47,13 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     page.locator("#train-estimate").get_by_text("parameters").wait_for(timeout=60_000)
     page.get_by_label("QLoRA (4-bit, less memory)").check()
     page.locator("#train-preset").get_by_label("Quick test").check()  # no early stopping: the adapter keeps its last step
+    page.locator("#train-estimate").get_by_text("Quick test:").wait_for()  # the preset's plan has filled the fields in
     page.get_by_text("Advanced settings").click()
-    for label, value in [("Max steps", 8), ("Batch size", 4), ("Max length (tokens)", 96), ("Checkpoint every (steps)", 4), ("Learning rate", 0.003)]:
+    briefer = [("Max steps", 8), ("Batch size", 4), ("Max length (tokens)", 96), ("Checkpoint every (steps)", 4), ("Learning rate", 0.003)]
+    for label, value in briefer:
         set_number(page, label, value)
+    for label, value in briefer:  # what the user typed stays, whatever the plan says
+        expect(page.get_by_label(label, exact=True)).to_have_value(str(value))
     page.get_by_label("Adapter name").fill("codewords-qlora")
     screenshot(page, "train-tab")
     page.locator("#train-start").click()

@@ -1,6 +1,6 @@
 """The Jobs and Compare views in a real Chromium, on a studio holding the session's trained adapters:
 loss charts with named lines, whole steps and a lone validation point drawn; Cancel and Resume only
-where they apply; an interruption kept in the jobs table; the log opened on its newest line; Compare's
+where they apply; Clone and edit filling the Train tab; an interruption kept in the jobs table; the log opened on its newest line; Compare's
 measures explained and its prompts shown without the template's wording."""
 
 import pytest
@@ -62,6 +62,14 @@ def test_jobs_and_compare_show_labelled_charts_and_only_the_actions_that_apply(v
                            " return box && box.value.includes('log line 120') && box.scrollTop > 0"
                            " && box.scrollTop + box.clientHeight >= box.scrollHeight - 4; }", timeout=10_000)
     screenshot(page, "jobs-chart")
+
+    # Clone and edit: the Train tab holds the job's settings, as the user's own.
+    page.locator("#job-clone").click()
+    expect(page.get_by_label("Adapter name")).to_have_value(f"{qlora_job.name} (copy)", timeout=10_000)
+    page.get_by_text("Advanced settings").click()
+    for label, name in [("Max steps", "max_steps"), ("Learning rate", "learning_rate"), ("Checkpoint every (steps)", "save_steps")]:
+        expect(page.get_by_label(label, exact=True)).to_have_value(f"{qlora_job.spec[name]:g}")
+    page.get_by_role("tab", name="Jobs").click()
 
     # An interrupted job: both actions apply, the table keeps why it stopped, its lone validation point shows.
     pick(page, "jobs-pick", f"#{stopped.id} stopped-run (interrupted)")

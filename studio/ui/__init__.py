@@ -69,7 +69,7 @@ def build_app(settings: Settings, store: Store, model_dir: Path, downloads_dir: 
             spec = TrainSpec.from_dict(job.spec)
             values = [getattr(spec, name) for name in train.advanced]
             return (gr.Tabs(selected="train"), gr.update(choices=data_tab.dataset_choices(store), value=job.dataset_id),
-                    job.base_model, spec.method, f"{job.name} (copy)", list(train.advanced), *values)  # the clone's settings are the user's
+                    job.base_model, spec.method, f"{job.name} (copy)", dict(zip(train.advanced, values)), *values)  # the clone's settings are the user's
 
         jobs.clone.click(clone, jobs.job, [tabs, train.dataset, train.model, train.method, train.name, train.edited, *train.advanced.values()])
     return app

@@ -48,7 +48,7 @@ class TrainTab:
     advanced: dict[str, gr.components.Component]
     started_job: gr.State
     start_event: object  # chain .success(...) to act on the started job
-    edited: gr.State  # names of the advanced settings the user set: a new plan leaves them alone
+    edited: gr.State  # the advanced settings the user set, name -> value: a new plan keeps them
 
 
 def _component(field: dataclasses.Field, value):
@@ -74,7 +74,9 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
                           info=dataclasses.fields(TrainSpec)[0].metadata["help"])
         chosen_preset = gr.Radio(PRESETS, value="Auto", label="Preset", elem_id="train-preset",
                                  info=preset_help(pick_device().name))
-    edited = gr.State([])  # the advanced settings this user changed: a new plan keeps them
+    # The advanced settings this user typed, with their values as typed: a new plan keeps them, and fills them back in,
+    # since a plan asked for before the user's last edit can answer after it and overwrite the field.
+    edited = gr.State({})
     with gr.Accordion("Advanced settings", open=False):
         gr.Markdown("The plan fills these in from your data. What you change here is kept when you pick another preset or dataset.")
         advanced = {}
@@ -107,13 +109,13 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
     def spec_from(method_value, *values) -> TrainSpec:
         return TrainSpec.from_dict({"method": method_value, **dict(zip(advanced, values))})
 
-    def planned(dataset_id, model_ref, method_value, preset_name, edited_names, *values):
-        """The plan for this data and preset, in words, and its settings in every field the user did not change."""
+    def planned(dataset_id, model_ref, method_value, preset_name, edited_values):
+        """The plan for this data and preset, in words, and in every field: its settings, or what the user typed."""
         untouched = [gr.skip()] * len(fields)
         if dataset_id is None:
             return "Choose a dataset to see the training plan.", *untouched
         try:
-            chosen = {"method": method_value, **{n: v for n, v in zip(advanced, values) if n in edited_names}}
+            chosen = {"method": method_value, **edited_values}
             saved = store.dataset(int(dataset_id))
             model_dir = resolve_model(model_ref or BUNDLED, settings.models_dir)
             device = pick_device().name
@@ -123,13 +125,14 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
             check_objective(saved, plan.spec)  # an objective set by hand that does not suit the data
         except StudioError as error:
             return f"⚠️ {error}", *untouched
-        fills = [gr.skip() if n in edited_names else getattr(plan.spec, n) for n in advanced]
+        fills = [edited_values[n] if n in edited_values else getattr(plan.spec, n) for n in advanced]
         return plan.describe() + "\n\n" + cost.split(" Time:")[0], *fills
 
-    plan_inputs = [dataset, model, method, chosen_preset, edited, *fields]
+    plan_inputs = [dataset, model, method, chosen_preset, edited]
     gr.on([dataset.change, model.change, method.change, chosen_preset.change], planned, plan_inputs, [summary, *fields])
     for field_name, component in advanced.items():
-        component.input(lambda names, n=field_name: sorted(set(names) | {n}), edited, edited).then(planned, plan_inputs, [summary, *fields])
+        component.input(lambda typed, value, n=field_name: {**typed, n: value}, [edited, component], edited).then(
+            planned, plan_inputs, [summary, *fields])
 
     def refresh_datasets(current):
         """Opening the tab shows datasets saved since; with none chosen yet, the newest is chosen."""
@@ -156,10 +159,10 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
     gr.on([dataset.change, model.change, blend_pick.change, blend_share.change], describe_mix, [dataset, model, blend_pick, blend_share], blend_plan)
 
     @shown_to_user
-    def start_job(dataset_id, model_ref, method_value, label_text, picked, share, sweep, test_upload, *values):
+    def start_job(dataset_id, model_ref, method_value, label_text, picked, share, sweep, test_upload, edited_values, *values):
         if dataset_id is None:
             raise StudioError("Choose a dataset first (save one in the Data tab).")
-        spec = spec_from(method_value, *values)
+        spec = spec_from(method_value, *[edited_values.get(n, v) for n, v in zip(advanced, values)])  # typed, even if a plan answered since
         runs = sweep_specs(spec, parse_sweep(sweep)) if (sweep or "").strip() else None  # a bad sweep is refused before anything is saved
         model_dir = resolve_model(model_ref or BUNDLED, settings.models_dir)  # a bad model is refused now, not in the queue
         test_id = save_test_set(store, settings.datasets_dir, Path(test_upload), load_tokenizer(model_dir), settings.max_upload_bytes,
@@ -173,5 +176,6 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
                               test_dataset_id=test_id)
         return f"Job {job.id} is queued.", job.id
 
-    event = start.click(start_job, [dataset, model, method, name, blend_pick, blend_share, sweep_text, test_file, *fields], [started, started_job])
+    event = start.click(start_job, [dataset, model, method, name, blend_pick, blend_share, sweep_text, test_file, edited, *fields],
+                        [started, started_job])
     return TrainTab(dataset, model, method, name, advanced, started_job, event, edited)
