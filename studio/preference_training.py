@@ -116,6 +116,7 @@ def _trainer(inputs: TrainInputs, model, tokenizer, train_rows, validation_rows,
         eval_strategy="steps" if validation_rows else "no",
         eval_steps=max(1, steps // 5),
         logging_nan_inf_filter=False,
+        include_num_input_tokens_seen="non_padding",  # both answers of each pair with its prompt: the Jobs tab's tokens/s
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=device.cuda,

@@ -40,6 +40,7 @@ def test_dpo_continues_an_adapter_on_pairs_and_reports_margin_and_accuracy(stock
     steps = store.metrics(job.id)
     assert [m["step"] for m in steps] == [1, 2] and all(m["reward_accuracy"] is not None for m in steps)
     assert steps[0]["reward_margin"] == 0 and steps[1]["reward_margin"] > 0  # the first step scores the start against itself
+    assert trained.summary["tokens"] > 0 and all(m["tokens_per_second"] > 0 for m in steps)  # prompts with both answers, counted
 
 
 def test_kto_continues_an_adapter_on_the_pairs_taken_one_answer_at_a_time(stocked_home, settings, tokenizer, tmp_path):
