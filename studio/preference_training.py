@@ -23,10 +23,9 @@ from transformers.trainer_callback import PrinterCallback
 from studio.chat import build_prompt
 from studio.data import split_indices
 from studio.device import Device, pick_device
-from studio.errors import TrainingDiverged
-from studio.health import diverged_message, preference_warnings, zero_lora_layers
-from studio.training import (Reporter, TrainInputs, TrainResult, _adapter_model, _checkpoint_to_resume, _save_adapter,
-                             _StudioCallback, total_steps, trainer_arguments, training_tokenizer)
+from studio.health import preference_warnings, zero_lora_layers
+from studio.training import (Reporter, StudioCallback, TrainInputs, TrainResult, adapter_model, checkpoint_to_resume,
+                             save_adapter, total_steps, train_to_the_end, trainer_arguments, training_tokenizer)
 
 log = logging.getLogger("studio.training")
 # TRL's names for what a step logs -> the studio's metrics columns. Rewards are beta x (log-likelihood under the adapter
@@ -48,14 +47,9 @@ def train_preferences(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, re
     torch.manual_seed(spec.seed)
     tokenizer = training_tokenizer(inputs.base_dir)
     train_rows, validation_rows = _pairs(inputs, tokenizer)
-    resume_from = _checkpoint_to_resume(work_dir, inputs)
-    trainer = _trainer(inputs, _adapter_model(inputs, device), tokenizer, train_rows, validation_rows, work_dir, device, reporter)
-    loop_started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    train_seconds = time.monotonic() - loop_started
-    callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, _PreferenceCallback))
-    if callback.diverged:
-        raise TrainingDiverged(diverged_message(*callback.diverged, spec.learning_rate))
+    resume_from = checkpoint_to_resume(work_dir, inputs)
+    trainer = _trainer(inputs, adapter_model(inputs, device), tokenizer, train_rows, validation_rows, work_dir, device, reporter)
+    callback, train_seconds = train_to_the_end(trainer, resume_from, spec.learning_rate)  # the _PreferenceCallback
     for warning in preference_warnings(callback.history):  # the Jobs tab shows them too, from the stored metrics
         log.warning(warning.message)
     eval_loss = trainer.evaluate()["eval_loss"] if validation_rows else None
@@ -71,7 +65,7 @@ def train_preferences(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, re
         zero_layers=len(zero_lora_layers(model)),
     )
     if trainer.is_world_process_zero():
-        _save_adapter(model, tokenizer, inputs, result, None)
+        save_adapter(model, tokenizer, inputs, result, None)
     return result
 
 
@@ -133,7 +127,7 @@ def _trainer(inputs: TrainInputs, model, tokenizer, train_rows, validation_rows,
     return trainer
 
 
-class _PreferenceCallback(_StudioCallback):
+class _PreferenceCallback(StudioCallback):
     """The instruction-tuning callback, also reporting the reward margin, preference accuracy and chosen likelihood."""
 
     def __init__(self, reporter: Reporter, inputs: TrainInputs, device: Device) -> None:

@@ -98,15 +98,10 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     torch.manual_seed(spec.seed)
     tokenizer = training_tokenizer(inputs.base_dir)
     train_rows, validation_rows = _encode_split(inputs, tokenizer, work_dir.parent / ENCODED_CACHE)
-    resume_from = _checkpoint_to_resume(work_dir, inputs)
-    model = _adapter_model(inputs, device)
+    resume_from = checkpoint_to_resume(work_dir, inputs)
+    model = adapter_model(inputs, device)
     trainer = _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir, device, reporter)
-    loop_started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    train_seconds = time.monotonic() - loop_started
-    callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, _StudioCallback))
-    if callback.diverged:
-        raise TrainingDiverged(diverged_message(*callback.diverged, spec.learning_rate))
+    callback, train_seconds = train_to_the_end(trainer, resume_from, spec.learning_rate)
     state = trainer.state
     best_step = checkpoint_step(Path(state.best_model_checkpoint)) if trainer.args.load_best_model_at_end and state.best_model_checkpoint else None
     if best_step is not None:
@@ -126,8 +121,23 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     # FSDP holds each weight in shards: gathering them is every process's work, saving the first one's.
     state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
     if trainer.is_world_process_zero():
-        _save_adapter(trainer.accelerator.unwrap_model(trainer.model), tokenizer, inputs, result, state_dict)
+        save_adapter(trainer.accelerator.unwrap_model(trainer.model), tokenizer, inputs, result, state_dict)
     return result
+
+
+def train_to_the_end(trainer, resume_from: Path | None, learning_rate: float) -> tuple["StudioCallback", float]:
+    """Run `trainer` (from `resume_from`, a checkpoint, if any) to its last step, or until cancelled or stopped early;
+    its StudioCallback and the loop's seconds. The instruction and the preference runs share it.
+
+    Raises TrainingDiverged when the loss stopped being a number.
+    """
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    seconds = time.monotonic() - started
+    callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, StudioCallback))
+    if callback.diverged:
+        raise TrainingDiverged(diverged_message(*callback.diverged, learning_rate))
+    return callback, seconds
 
 
 def _encode_split(inputs: TrainInputs, tokenizer, cache_dir: Path) -> tuple[list[dict], list[dict]]:
@@ -149,7 +159,7 @@ def _encode_split(inputs: TrainInputs, tokenizer, cache_dir: Path) -> tuple[list
     return train_rows, validation_rows
 
 
-def _adapter_model(inputs: TrainInputs, device: Device):
+def adapter_model(inputs: TrainInputs, device: Device):
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     spec = inputs.spec
@@ -267,7 +277,7 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
     trainer = StudioTrainer(
         model=model, args=config, processing_class=tokenizer, data_collator=_collator(model, tokenizer),
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
-        callbacks=[_StudioCallback(reporter, inputs, device)] + ([EarlyStoppingCallback(spec.early_stopping_patience)] if early else []),
+        callbacks=[StudioCallback(reporter, inputs, device)] + ([EarlyStoppingCallback(spec.early_stopping_patience)] if early else []),
     )
     trainer.remove_callback(PrinterCallback)  # the reporter logs each step; stdout stays clean for --json
     return trainer
@@ -281,7 +291,7 @@ def _collator(model, tokenizer) -> PackingCollator | PaddingCollator:
     return PaddingCollator(tokenizer.pad_token_id)
 
 
-class _StudioCallback(TrainerCallback):
+class StudioCallback(TrainerCallback):
     """Reports metrics, honours cancel at the next step, and marks checkpoints complete."""
 
     def __init__(self, reporter: Reporter, inputs: TrainInputs, device: Device) -> None:
@@ -353,7 +363,7 @@ def checkpoint_step(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[1])
 
 
-def _checkpoint_to_resume(work_dir: Path, inputs: TrainInputs) -> Path | None:
+def checkpoint_to_resume(work_dir: Path, inputs: TrainInputs) -> Path | None:
     checkpoint = latest_checkpoint(work_dir)
     if checkpoint is None:
         return None
@@ -367,7 +377,7 @@ def _checkpoint_to_resume(work_dir: Path, inputs: TrainInputs) -> Path | None:
     return checkpoint
 
 
-def _save_adapter(model, tokenizer, inputs: TrainInputs, result: TrainResult, state_dict: dict | None) -> None:
+def save_adapter(model, tokenizer, inputs: TrainInputs, result: TrainResult, state_dict: dict | None) -> None:
     target = result.adapter_dir
     staging = target.parent / f".staging-{target.name}"
     shutil.rmtree(staging, ignore_errors=True)

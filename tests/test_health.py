@@ -105,9 +105,9 @@ def test_a_learning_rate_far_too_high_is_flagged_while_the_job_runs(settings, st
 def test_a_loss_that_stops_being_a_number_stops_training_at_once():
     from transformers import TrainerControl, TrainerState
 
-    from studio.training import _StudioCallback
+    from studio.training import StudioCallback
 
-    callback, control = _StudioCallback(reporter=None, inputs=None, device=None), TrainerControl()
+    callback, control = StudioCallback(reporter=None, inputs=None, device=None), TrainerControl()
     callback.on_log(None, TrainerState(global_step=3), control, logs={"loss": float("nan"), "grad_norm": float("nan")})
     assert control.should_training_stop and callback.diverged[0] == 3
     message = diverged_message(*callback.diverged, 0.01)
