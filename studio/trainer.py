@@ -34,6 +34,8 @@ def answer_loss(model, inputs: dict[str, torch.Tensor], num_items_in_batch=None)
     targets = inputs["labels"][:, 1:]
     keep = targets != -100
     weight = causal_lm.get_output_embeddings().weight
+    if torch.is_autocast_enabled(weight.device.type):  # once a step: autocast would cast the [vocabulary, hidden]
+        weight = weight.to(torch.get_autocast_dtype(weight.device.type))  # weight for each chunk's two products
     grads = (torch.is_grad_enabled() and hidden.requires_grad, torch.is_grad_enabled() and weight.requires_grad)
     summed, correct = _HeadCrossEntropy.apply(hidden[:, :-1][keep], weight, targets[keep], grads)
     count = keep.sum()
