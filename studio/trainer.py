@@ -19,6 +19,8 @@ from studio.batching import LengthGroupedSampler
 
 PACKED_ROW_KEYS = ("position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 CHUNK = 1024  # positions per head projection: about 200 MB of float32 logits at a 49k vocabulary
+SOFTMAX_ROWS = 16  # positions per softmax pass on a CPU: their float32 log-probabilities (3 MB at 49k) stay in the cache
+# between the passes (cast, log-softmax, pick, argmax, exp, cast back); over a whole chunk each pass goes out to memory
 
 
 def answer_loss(model, inputs: dict[str, torch.Tensor], num_items_in_batch=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -37,6 +39,8 @@ def answer_loss(model, inputs: dict[str, torch.Tensor], num_items_in_batch=None)
     targets = inputs["labels"][:, 1:]
     keep = targets != -100
     weight = causal_lm.get_output_embeddings().weight
+    if torch.is_autocast_enabled(weight.device.type):  # once a step: autocast would cast the [vocabulary, hidden]
+        weight = weight.to(torch.get_autocast_dtype(weight.device.type))  # weight for each chunk's two products
     grads = (torch.is_grad_enabled() and hidden.requires_grad, torch.is_grad_enabled() and weight.requires_grad)
     summed, correct = _HeadCrossEntropy.apply(hidden[:, :-1][keep], weight, targets[keep], grads)
     count = keep.sum()
@@ -58,17 +62,20 @@ class _HeadCrossEntropy(torch.autograd.Function):
         chunks = max(1, math.ceil(len(targets) / CHUNK))  # of equal sizes: a sliver of a few rows multiplies less exactly
         start = 0
         for h, t in zip(hidden.tensor_split(chunks), targets.tensor_split(chunks)):
-            log_probs = (h @ weight.t()).float().log_softmax(-1)
-            picked = log_probs.gather(1, t[:, None])
-            summed -= picked.sum()
-            correct += (log_probs.argmax(-1) == t).sum()
-            if grads[0] or grads[1]:
-                grad = log_probs.exp_()  # softmax minus the one-hot target: the logits' gradient
-                grad[torch.arange(len(t), device=t.device), t] -= 1
-                if grad_hidden is not None:
-                    grad_hidden[start:start + len(t)] = (grad.to(weight.dtype) @ weight).to(hidden.dtype)
-                if grad_weight is not None:
-                    grad_weight += grad.t() @ h.float()
+            logits = h @ weight.t()
+            per_pass = SOFTMAX_ROWS if h.device.type == "cpu" else max(1, len(t))  # a GPU's launches would cost more than its cache saves
+            for rows, row_targets in zip(logits.split(per_pass), t.split(per_pass)):
+                log_probs = rows.float().log_softmax(-1)
+                summed -= log_probs.gather(1, row_targets[:, None]).sum()
+                correct += (log_probs.argmax(-1) == row_targets).sum()
+                if grads[0] or grads[1]:  # softmax minus the one-hot target: the logits' gradient, in their place
+                    grad = log_probs.exp_()
+                    grad[torch.arange(len(row_targets), device=t.device), row_targets] -= 1
+                    rows.copy_(grad)
+            if grad_hidden is not None:
+                grad_hidden[start:start + len(t)] = (logits.to(weight.dtype) @ weight).to(hidden.dtype)
+            if grad_weight is not None:
+                grad_weight += logits.t() @ h.float()
             start += len(t)
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype

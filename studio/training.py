@@ -22,6 +22,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from studio import token_cache
 from studio.batching import PaddingCollator
+from studio.bf16_activations import activations_in_bf16
 from studio.data import split_indices
 from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
 from studio.errors import JobError, SpecError, TrainingDiverged
@@ -181,6 +182,7 @@ def adapter_model(inputs: TrainInputs, device: Device):
         fuse_lora_products(model)  # plain LoRA layers: the adapter's product summed into the base's by the matmul
     if not device.cuda and device.bf16 and spec.method in ("lora", "rslora"):
         frozen_linears_in_bf16(model)
+        activations_in_bf16(model)  # each activation cast once, not before every product: the README's Performance section
     return model
 
 

@@ -38,6 +38,7 @@ def test_answer_only_logits_give_the_models_own_loss(lora_model, tokenizer):
 
 def test_answer_only_logits_give_the_models_own_gradients(lora_model, tokenizer, monkeypatch):
     monkeypatch.setattr("studio.trainer.CHUNK", 4)  # several chunks, as a long batch has
+    monkeypatch.setattr("studio.trainer.SOFTMAX_ROWS", 3)  # and several softmax passes in a chunk
     batch = padded_batch(tokenizer)
     lora_b = [p for name, p in lora_model.named_parameters() if "lora_B" in name]
     lora_b = lora_b[:2] + lora_b[-2:]  # the first layers and the last
