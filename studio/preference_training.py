@@ -106,14 +106,8 @@ def _trainer(inputs: TrainInputs, model, tokenizer, train_rows, validation_rows,
         **trainer_arguments(spec, steps, work_dir, device),
         beta=spec.beta,
         save_steps=spec.save_steps,
-        save_total_limit=2,
         eval_strategy="steps" if validation_rows else "no",
         eval_steps=max(1, steps // 5),
-        logging_nan_inf_filter=False,
-        include_num_input_tokens_seen="non_padding",  # both answers of each pair with its prompt: the Jobs tab's tokens/s
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_pin_memory=device.cuda,
     )
     if spec.objective == "kto":  # a batch of pairs is twice as many KTO rows, so both objectives take the same steps
         arguments.update(per_device_train_batch_size=2 * spec.batch_size, per_device_eval_batch_size=2 * spec.batch_size)

@@ -240,7 +240,13 @@ def trainer_arguments(spec: TrainSpec, steps: int, work_dir: Path, device: Devic
         bf16=device.bf16,
         use_cpu=not device.cuda,
         logging_steps=1,
+        logging_nan_inf_filter=False,  # a NaN loss must be seen, not replaced by the running mean
+        include_num_input_tokens_seen="non_padding",  # the Jobs tab's tokens/s (DPO and KTO: the prompt with each answer)
         save_strategy="steps",
+        save_total_limit=2,  # the best checkpoint is kept besides, when early stopping tracks it
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_pin_memory=device.cuda,
     )
 
 
@@ -260,20 +266,14 @@ def _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir: Pa
     config = SFTConfig(
         **trainer_arguments(spec, steps, work_dir, device),
         save_steps=save_steps,
-        save_total_limit=2,  # the best checkpoint is kept besides, when early stopping tracks it
         eval_strategy="steps" if validation_rows else "no",
         eval_steps=save_steps if early else max(1, steps // 5),
         load_best_model_at_end=early,
         metric_for_best_model="eval_loss" if early else None,
         greater_is_better=False if early else None,
-        logging_nan_inf_filter=False,  # a NaN loss must be seen, not replaced by the running mean
-        include_num_input_tokens_seen="non_padding",
         train_sampling_strategy="group_by_length",  # evaluation batches too: StudioTrainer groups the training ones
         prediction_loss_only=True,
         dataset_kwargs={"skip_prepare_dataset": True},
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_pin_memory=device.cuda,
         ddp_find_unused_parameters=False,  # multi-GPU jobs: every adapter weight takes part in every step
     )
     trainer = StudioTrainer(
