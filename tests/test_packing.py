@@ -1,10 +1,12 @@
 """Padding-free batches: packed rows give the padded batch's loss and gradients, row by row."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from studio.batching import PaddingCollator
-from studio.packing import ATTENTION, PackingCollator, packs_rows, use_packed_rows
+from studio.packing import ATTENTION, PackingCollator, packed_rows_attention, packs_rows, use_packed_rows
 from studio.trainer import answer_loss
 
 
@@ -72,3 +74,31 @@ def test_packed_rows_do_not_see_each_other(lora_model, rows):
         lora_model.get_base_model().set_attn_implementation("sdpa")
     assert torch.allclose(alone, after_others, atol=1e-4)
     assert lora_model.get_base_model().config._attn_implementation != ATTENTION
+
+
+
+def rows_attention_in_float32(query, key, value, lengths):
+    """Each row's causal attention by PyTorch's own kernel in float32, laid out as Transformers' attention returns it."""
+    rows = zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))
+    return torch.cat([torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True) for q, k, v in rows],
+                     2).transpose(1, 2)
+
+
+def test_bf16_rows_attention_by_products_gives_float32_attention_within_bf16_precision():
+    """bf16 queries on a CPU (the studio's default where the CPU has bf16 units) take the path by bf16 products: each
+    row attends causally to itself only, grouped-query heads share their key and value heads, and the output and the
+    gradients are float32 attention's within bf16's precision."""
+    torch.manual_seed(0)
+    lengths, size = [7, 12, 5], 8
+    inputs = [torch.randn(1, heads, sum(lengths), size, requires_grad=True) for heads in (6, 2, 2)]  # query, key, value
+    expected = rows_attention_in_float32(*inputs, lengths)
+    upstream = torch.randn(expected.shape)
+    expected_grads = torch.autograd.grad((expected * upstream).sum(), inputs)
+    bf16_inputs = [t.detach().bfloat16().requires_grad_() for t in inputs]
+    bounds = torch.tensor([0, *lengths]).cumsum(0, dtype=torch.int32)
+    output, _ = packed_rows_attention(SimpleNamespace(training=True), *bf16_inputs, None, scaling=size ** -0.5, cu_seq_lens_q=bounds)
+    assert output.dtype == torch.bfloat16 and output.shape == expected.shape
+    assert torch.allclose(output.float(), expected, atol=0.03, rtol=0.03)
+    grads = torch.autograd.grad((output.float() * upstream).sum(), bf16_inputs)
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert torch.nn.functional.cosine_similarity(grad.float().flatten(), expected_grad.flatten(), dim=0) > 0.999
