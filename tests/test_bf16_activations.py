@@ -48,3 +48,27 @@ def test_bf16_activations_give_the_float32_loss_and_gradients_within_its_precisi
         assert norm(torch.randn(1, 3, 576)).dtype == torch.float32
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert norm(torch.randn(1, 3, 576)).dtype == torch.bfloat16
+
+
+def test_norms_fused_kernel_gives_the_eager_norms_output_and_input_gradient(bundled_dir):
+    """Under autocast the decoder's norms run PyTorch's fused kernel and their own backward: the eager norm's values."""
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    torch.manual_seed(0)
+    norm = LlamaRMSNorm(576, eps=1e-5)
+    norm.weight.data.uniform_(0.5, 1.5)
+    norm.weight.requires_grad_(False)  # frozen, as under LoRA
+    model = torch.nn.Module()
+    model.config = AutoModelForCausalLM.from_pretrained(bundled_dir, dtype=torch.float32).config
+    model.input_layernorm = norm
+    x = torch.randn(2, 9, 576, requires_grad=True)
+    upstream = torch.randn(2, 9, 576).bfloat16().float()  # what reaches the norm's backward through its bf16 output
+    expected = norm(x)
+    expected_grad, = torch.autograd.grad((expected * upstream).sum(), x)
+    assert activations_in_bf16(model) == 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = norm(x)
+    grad, = torch.autograd.grad((output.float() * upstream).sum(), x)
+    assert output.dtype == torch.bfloat16
+    assert torch.allclose(output.float(), expected, rtol=0.01, atol=0.01)  # bf16's rounding of the same values
+    assert torch.allclose(grad, expected_grad, rtol=1e-4, atol=1e-5)  # the same upstream gradient, float32 inside
