@@ -15,11 +15,12 @@ def test_fused_lora_products_give_peft_own_loss_and_gradients(bundled_dir, token
     batch = tokenizer(["Name a colour. Blue, like the sea.", "Two plus two? Four."], return_tensors="pt", padding=True)
     batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     weights = [p for name, p in model.named_parameters() if "lora_" in name]
-    weights = weights[:4] + weights[-4:]  # A and B of the first layers and the last
+    weights = weights[:6] + weights[-4:]  # A and B of the first layers (q, k, v: one shared A product) and the last
 
     expected = model(**batch).loss
     expected_grads = torch.autograd.grad(expected, weights)
     assert fuse_lora_products(model) == 30 * 7  # every linear layer of the 30 blocks
+    assert sum(hasattr(m, "shared_low_rank") for m in model.modules()) == 30 * 5  # q, k, v and gate, up share their A's product
     loss = model(**batch).loss
     grads = torch.autograd.grad(loss, weights)
     assert abs(loss.item() - expected.item()) < 1e-5
