@@ -38,14 +38,28 @@ def answer_loss(model, inputs: dict[str, torch.Tensor], num_items_in_batch=None)
                                   use_cache=False, **packing).last_hidden_state
     targets = inputs["labels"][:, 1:]
     keep = targets != -100
-    weight = causal_lm.get_output_embeddings().weight
-    if torch.is_autocast_enabled(weight.device.type):  # once a step: autocast would cast the [vocabulary, hidden]
-        weight = weight.to(torch.get_autocast_dtype(weight.device.type))  # weight for each chunk's two products
+    head = causal_lm.get_output_embeddings()
+    weight = head.weight
+    if torch.is_autocast_enabled(weight.device.type):  # autocast would cast the [vocabulary, hidden] weight for each
+        weight = _head_weight_in(torch.get_autocast_dtype(weight.device.type), head)  # chunk's two products
     grads = (torch.is_grad_enabled() and hidden.requires_grad, torch.is_grad_enabled() and weight.requires_grad)
     summed, correct = _HeadCrossEntropy.apply(hidden[:, :-1][keep], weight, targets[keep], grads)
     count = keep.sum()
     divisor = count if num_items_in_batch is None else num_items_in_batch
     return summed / torch.as_tensor(divisor, device=summed.device).clamp(min=1), count, correct
+
+
+def _head_weight_in(dtype: torch.dtype, head: torch.nn.Module) -> torch.Tensor:
+    """The head's weight cast to `dtype`, kept on the head while the weight is unchanged: a frozen head (the tied
+    embeddings, 28M weights for SmolLM2) is cast once a run, not once a step. A trained one is cast in every step's graph."""
+    weight = head.weight
+    if weight.requires_grad:
+        return weight.to(dtype)
+    made_from = (weight.data_ptr(), weight._version, dtype)  # the same memory, not written to since
+    cached = getattr(head, "studio_cast_weight", None)
+    if cached is None or cached[0] != made_from:
+        cached = head.studio_cast_weight = (made_from, weight.to(dtype))
+    return cached[1]
 
 
 class _HeadCrossEntropy(torch.autograd.Function):
@@ -102,10 +116,19 @@ class StudioTrainer(SFTTrainer):
     and whose training batches come from the studio's LengthGroupedSampler. It logs TRL's token
     accuracy and tokens seen; not the entropy, which would take one more pass over the logits."""
 
+    _parameter_count: int | None = None
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         lengths = [len(ids) for ids in dataset["input_ids"]]
         return LengthGroupedSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+
+    def floating_point_ops(self, inputs: dict[str, torch.Tensor]) -> int:
+        """The Trainer's estimate (6 per parameter and token) for its `total_flos`, the parameters counted once a run, not
+        walked again on every step (20 ms a step here)."""
+        if self._parameter_count is None:
+            self._parameter_count = self.model.num_parameters(exclude_embeddings=True)
+        return 6 * inputs["input_ids"].numel() * self._parameter_count
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # Full logits wanted, a head answer_loss does not reproduce, or a model wrapped for several devices (DDP, FSDP,

@@ -6,6 +6,7 @@ checkpoints are marked complete only after they are fully written, and the adapt
 written to a staging folder and renamed into place.
 """
 
+import gc
 import json
 import logging
 import math
@@ -133,7 +134,13 @@ def train_to_the_end(trainer, resume_from: Path | None, learning_rate: float) ->
     Raises TrainingDiverged when the loss stopped being a number.
     """
     started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    # The half million objects of the libraries and the model outlive the run: Python's collector walked them all in each
+    # full collection (0.29 CPU s; the Trainer asks for one as it starts), 0.03 s frozen. Unfrozen after, collectable again.
+    gc.freeze()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        gc.unfreeze()
     seconds = time.monotonic() - started
     callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, StudioCallback))
     if callback.diverged:
@@ -233,7 +240,8 @@ def trainer_arguments(spec: TrainSpec, steps: int, work_dir: Path, device: Devic
         warmup_steps=round(spec.warmup_ratio * steps),
         weight_decay=spec.weight_decay,
         max_grad_norm=spec.max_grad_norm,
-        optim=spec.optimizer,
+        optim="adamw_torch_fused" if spec.optimizer == "adamw_torch" else spec.optimizer,  # the same update in one kernel: 5 ms
+        # a step for the bundled model's LoRA on a CPU, against 19 ms tensor by tensor
         gradient_checkpointing=spec.gradient_checkpointing,  # TRL turns it on by default; it costs ~30% speed
         seed=spec.seed,
         max_length=spec.max_length,

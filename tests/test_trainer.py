@@ -7,7 +7,7 @@ import torch
 
 from studio import token_cache
 from studio.batching import length_grouped_order
-from studio.trainer import answer_loss
+from studio.trainer import _head_weight_in, answer_loss
 
 
 def padded_batch(tokenizer) -> dict[str, torch.Tensor]:
@@ -106,3 +106,16 @@ def test_the_studio_loss_runs_in_the_precision_the_trainer_is_set_to(lora_model,
         hook.remove()
     assert produced == [torch.bfloat16]
 
+
+
+def test_a_frozen_heads_weight_is_cast_once_and_again_after_it_changes():
+    head = torch.nn.Linear(8, 5, bias=False)
+    head.weight.requires_grad_(False)  # frozen, as the tied embeddings are under LoRA
+    first = _head_weight_in(torch.bfloat16, head)
+    assert first.dtype == torch.bfloat16 and _head_weight_in(torch.bfloat16, head) is first  # kept from step to step
+    with torch.no_grad():
+        head.weight.add_(1.0)  # written to in place (a checkpoint loaded back, say)
+    again = _head_weight_in(torch.bfloat16, head)
+    assert again is not first and torch.equal(again, head.weight.bfloat16())
+    head.weight.requires_grad_(True)  # a trained head: its cast is part of the step's graph
+    assert _head_weight_in(torch.bfloat16, head).requires_grad
