@@ -51,13 +51,13 @@ class SharedLowRank:
     def product(self, layer, given: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor | None:
         """`x @ layer's A.T` from the shared product, or None where the siblings' adapters differ (fall back to one's own).
         `given` is the input as the layer was called with it, `x` the same cast to the autocast dtype, made anew each call."""
+        siblings = [sibling() for sibling in self.layers]
         if self.input is not given:
-            siblings = [sibling() for sibling in self.layers]
             weights = [sibling.lora_A[name].weight if name in sibling.lora_A else None for sibling in siblings]
             if any(w is None or w.dtype != weights[0].dtype for w in weights):
                 return None
             self.input, self.products = given, (x @ torch.cat(weights).t()).split([len(w) for w in weights], -1)
-        return self.products[[sibling() for sibling in self.layers].index(layer)]
+        return self.products[siblings.index(layer)]
 
 
 def _fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:

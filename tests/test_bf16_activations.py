@@ -3,7 +3,7 @@ step): the float32 model's loss and gradients within bf16's precision."""
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from studio.bf16_activations import activations_in_bf16
 from studio.lora_fused import fuse_lora_products
@@ -59,7 +59,7 @@ def test_norms_fused_kernel_gives_the_eager_norms_output_and_input_gradient(bund
     norm.weight.data.uniform_(0.5, 1.5)
     norm.weight.requires_grad_(False)  # frozen, as under LoRA
     model = torch.nn.Module()
-    model.config = AutoModelForCausalLM.from_pretrained(bundled_dir, dtype=torch.float32).config
+    model.config = AutoConfig.from_pretrained(bundled_dir)
     model.input_layernorm = norm
     x = torch.randn(2, 9, 576, requires_grad=True)
     upstream = torch.randn(2, 9, 576).bfloat16().float()  # what reaches the norm's backward through its bf16 output

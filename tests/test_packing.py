@@ -76,7 +76,6 @@ def test_packed_rows_do_not_see_each_other(lora_model, rows):
     assert lora_model.get_base_model().config._attn_implementation != ATTENTION
 
 
-
 def rows_attention_in_float32(query, key, value, lengths):
     """Each row's causal attention by PyTorch's own kernel in float32, laid out as Transformers' attention returns it."""
     rows = zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))
