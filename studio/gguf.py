@@ -2,14 +2,13 @@
 
 The conversion is llama.cpp's own converter (convert_hf_to_gguf.py with its gguf-py, which
 scripts/setup.sh takes from the llama-cpp-python source distribution it builds), the 4-bit
-quantization llama.cpp's own (`llama_model_quantize` through llama-cpp-python): the studio writes
+quantization llama.cpp's own (`llama_model_quantize` through llama-cpp-python, run by studio.llama_runner): the studio writes
 no part of the format itself. What the studio adds is the prompt format the adapter was trained
 with, as the GGUF's chat template (Jinja) and an Ollama Modelfile (Go template), and the check:
 llama.cpp, loading the file, must answer the check prompts token for token as the merged model
 does (f16); for the quantized kinds the agreement is reported.
 """
 
-import ctypes
 import json
 import shutil
 import string
@@ -18,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from studio import llama_runner
 from studio.errors import ExportError
 from studio.export import TEMPLATES, VERIFY_NEW_TOKENS, Progress, staging_for, zip_folder
 from studio.prompts import get_template
@@ -122,41 +122,8 @@ def convert(model_dir: Path, output: Path, kind: str) -> None:
         raise ExportError(f"llama.cpp's converter could not convert '{model_dir.name}' to {kind}: "
                           f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no message'}")
     if kind == "q4_k_m":
-        _quantize(target, output, kind)
+        llama_runner.quantize(target, output, kind)
         target.unlink()
-
-
-def _quantize(source: Path, output: Path, kind: str) -> None:
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = {"q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}[kind]
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(output).encode(), ctypes.byref(params)) != 0:
-        raise ExportError(f"llama.cpp could not quantize the model to {kind}. The job log has its messages.")
-
-
-def gguf_answers(path: Path, prompts: list[list[int]], stop_ids: set[int], max_new_tokens: int = VERIFY_NEW_TOKENS) -> tuple[list[list[int]], str]:
-    """llama.cpp's greedy answers (token ids) to tokenized prompts, and the chat template the file carries."""
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(path), n_ctx=1024, seed=0, verbose=False)
-    answers = []
-    for tokens in prompts:
-        answer = []
-        for token in llm.generate(tokens, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
-            answer.append(token)
-            if token in stop_ids or len(answer) >= max_new_tokens:
-                break
-        answers.append(answer)
-    return answers, llm.metadata.get("tokenizer.chat_template", "")
-
-
-def llama_tokens(path: Path, texts: list[str]) -> list[list[int]]:
-    """How llama.cpp's tokenizer, read from the GGUF, splits texts (special tokens as tokens)."""
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(path), n_ctx=64, vocab_only=True, verbose=False)
-    return [llm.tokenize(text.encode(), add_bos=False, special=True) for text in texts]
 
 
 def export_gguf(merged_dir: Path, name: str, template_name: str, kinds: list[str], prompts: list[str], output: Path,
@@ -212,10 +179,10 @@ def _one_kind(source: Path, path: Path, kind: str, prompts: list[str], expected:
     convert(source, path, kind)
     seconds = time.monotonic() - started
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    if llama_tokens(path, prompts) != ids:
+    if llama_runner.tokenize(path, prompts) != ids:
         raise ExportError(f"llama.cpp's tokenizer, read from the {kind} GGUF, splits the check prompts differently from the "
                           "model's own tokenizer, so answers would differ. Nothing was saved; please report it with the job log.")
-    answers, carried = gguf_answers(path, ids, stop_ids)
+    answers, carried = llama_runner.answers(path, ids, stop_ids, VERIFY_NEW_TOKENS)
     if carried != jinja:
         raise ExportError(f"The {kind} GGUF does not carry the prompt template the adapter was trained with. Nothing was saved; "
                           "please report it with the job log.")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from studio.errors import ExportError
 from studio.export import TEMPLATES, VERIFY_NEW_TOKENS, staging_for, zip_folder
-from studio.gguf import CONVERTER_DIR, chat_template, convert, llama_tokens
+from studio import llama_runner
+from studio.gguf import CONVERTER_DIR, chat_template, convert
 from studio.models import public_name
 
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank takes
@@ -100,21 +101,10 @@ def _convert_lora(adapter_dir: Path, base_dir: Path, output: Path) -> None:
 
 def _lora_agreement(base_dir: Path, lora_gguf: Path, work: Path, prompts: list[str], expected: list[list[int]], tokenizer) -> int:
     """How many check prompts llama.cpp, running the GGUF LoRA on an f16 GGUF of the base, answers as the merged model."""
-    from llama_cpp import Llama
-
     work.mkdir()
     base_gguf = work / "base-f16.gguf"
     convert(base_dir, base_gguf, "f16")
-    ids = llama_tokens(base_gguf, prompts)
-    llm = Llama(model_path=str(base_gguf), lora_path=str(lora_gguf), n_ctx=1024, seed=0, verbose=False)
-    agree = 0
-    for tokens, wanted in zip(ids, expected):
-        answer = []
-        for token in llm.generate(tokens, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
-            answer.append(token)
-            if token == tokenizer.eos_token_id or len(answer) >= VERIFY_NEW_TOKENS:
-                break
-        agree += answer == wanted
-    del llm
+    answers, _ = llama_runner.answers(base_gguf, llama_runner.tokenize(base_gguf, prompts), {tokenizer.eos_token_id},
+                                      VERIFY_NEW_TOKENS, lora_path=lora_gguf)
     shutil.rmtree(work)
-    return agree
+    return sum(answer == wanted for answer, wanted in zip(answers, expected))

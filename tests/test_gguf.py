@@ -12,7 +12,8 @@ from studio.chat import build_prompt
 from studio.errors import ExportError
 from studio.evaluate import greedy_ids
 from studio.export import check_prompts
-from studio.gguf import chat_template, export_gguf, gguf_answers, render_chat_template
+from studio.gguf import chat_template, export_gguf, render_chat_template
+from studio.llama_runner import answers as gguf_answers
 
 CONVERSATIONS = [
     ("", [{"role": "user", "content": "What is the codeword for boats?"}]),
@@ -55,7 +56,7 @@ def test_gguf_f16_answers_as_the_merged_model_token_for_token_and_q8_0_agreement
     model = AutoModelForCausalLM.from_pretrained(merged.path).eval()
     expected = [greedy_ids(model, tokenizer, p, 24) for p in prompts]
     answers, carried = gguf_answers(folder / "codewords-lora-f16.gguf", [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts],
-                                    {tokenizer.eos_token_id})
+                                    {tokenizer.eos_token_id}, 24)
     assert answers == expected and "ZEPHYR" in tokenizer.decode(answers[0])
     assert carried == chat_template("alpaca", tokenizer)
     card = (folder / "README.md").read_text()
