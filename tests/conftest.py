@@ -3,6 +3,7 @@ test, a real studio server in a subprocess, and a real Chromium driven by Playwr
 
 import os
 import socket
+import shutil
 import subprocess
 import sys
 import time
@@ -140,10 +141,14 @@ def page(browser):
     context.close()
 
 
-def screenshot(page, name: str) -> None:
-    """Keep a full-page screenshot under test-artifacts/ for people to look at."""
+def screenshot(page, name: str, docs_picture: bool = False) -> None:
+    """Keep a full-page screenshot under test-artifacts/ for people to look at; a docs picture also
+    replaces its file in docs/screenshots/, where the README and docs/tabs.md read it, so a changed
+    screen changes its picture on the next run."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if docs_picture:
+        shutil.copyfile(ARTIFACTS / f"{name}.png", ROOT / "docs" / "screenshots" / f"{name}.png")
 
 
 def pixels_of_colour(locator, hex_colour: str, tolerance: int = 40) -> int:

@@ -1,7 +1,8 @@
 """A new user's whole journey in a real Chromium, on a studio with its own worker: upload a file,
 drop the flagged rows, start a Quick-test QLoRA job and watch it finish, see base vs adapter in
 Compare, merge, download both, and chat A (base) vs B (adapter) and vote. Each tab's screenshot
-lands in test-artifacts/ (the README's pictures come from here)."""
+lands in test-artifacts/ and replaces its picture in docs/screenshots/, which the README and
+docs/tabs.md show."""
 
 import json
 import zipfile
@@ -40,7 +41,7 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     status.get_by_text("20 of 21 rows will be used").wait_for()
     page.locator("#data-save").click()
     page.locator("#data-saved").get_by_text("Saved as 'codewords'").wait_for()
-    screenshot(page, "data-tab")
+    screenshot(page, "data-tab", docs_picture=True)
 
     # Train: the new dataset, QLoRA, the Quick-test preset made briefer still; Start lands on the job.
     page.get_by_role("tab", name="Train").click()
@@ -55,7 +56,7 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     for label, value in briefer:  # what the user typed stays, whatever the plan says
         expect(page.get_by_label(label, exact=True)).to_have_value(str(value))
     page.get_by_label("Adapter name").fill("codewords-qlora")
-    screenshot(page, "train-tab")
+    screenshot(page, "train-tab", docs_picture=True)
     page.locator("#train-start").click()
 
     # Jobs: progress and the loss curve move to the end.
@@ -66,7 +67,7 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     progress.get_by_text("succeeded").wait_for(timeout=240_000)
     assert "step 8 of 8" in progress.inner_text() and "tokens/s" in progress.inner_text()
     page.wait_for_timeout(2500)  # the chart redraws with the last points
-    screenshot(page, "jobs-tab")
+    screenshot(page, "jobs-tab", docs_picture=True)
     curve = page.locator("#job-curve")
     assert pixels_of_colour(curve, CURVE_COLOURS["training loss"]) > 100, "no training loss line"
     assert pixels_of_colour(curve, CURVE_COLOURS["validation loss"]) > 100, "no validation loss line"
@@ -87,7 +88,7 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     page.locator("#compare-settings").get_by_text("max_steps").wait_for(timeout=30_000)
     assert f"{evaluation.base_loss:.4g} → {evaluation.adapter_loss:.4g}" in page.locator("#compare-metrics").inner_text()
     assert page.locator("#compare-answers tr").count() == 1 + evaluation.rows == 6  # five rows held out (the minimum)
-    screenshot(page, "compare-tab")
+    screenshot(page, "compare-tab", docs_picture=True)
 
     # Merge into the unquantised base, in bfloat16: a queued job with progress, then listed.
     page.get_by_role("tab", name="Merge").click()
@@ -97,7 +98,7 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     merge_progress = page.locator("#merge-progress")
     merge_progress.get_by_text("succeeded").wait_for(timeout=300_000)
     page.wait_for_function("() => document.querySelector('#merge-table')?.innerText.includes('bfloat16')", timeout=10_000)
-    screenshot(page, "merge-tab")
+    screenshot(page, "merge-tab", docs_picture=True)
 
     # Download: the adapter and the merged model, each a zip that holds its weights.
     page.get_by_role("tab", name="Download").click()
@@ -110,7 +111,7 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     pick(page, "download-merged", f"#{merged.id} {adapter.name} merged (bfloat16)")
     page.locator("#download-merged-zip").click()
     page.locator("#download-merged-file").get_by_text(f"Download merged-{merged.id}-bfloat16.zip").wait_for(timeout=120_000)
-    screenshot(page, "download-tab")
+    screenshot(page, "download-tab", docs_picture=True)
     with download(page, page.locator("#download-merged-file"), tmp_path / "merged.zip") as archive:
         assert f"{merged.path.name}/model.safetensors" in archive.namelist()
 
@@ -126,5 +127,5 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     assert "ZEPHYR" in page.locator("#chat-b").inner_text() and "ZEPHYR" not in page.locator("#chat-a").inner_text()
     page.locator("#chat-vote-b").click()
     page.locator("#chat-voted").get_by_text("Saved: B better").wait_for()
-    screenshot(page, "chat-tab")
+    screenshot(page, "chat-tab", docs_picture=True)
     assert "codewords-qlora" in page.locator("#chat-votes").inner_text()
