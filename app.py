@@ -13,10 +13,10 @@ from pathlib import Path
 from jobs.lifetime import die_with_parent
 from jobs.remote_store import start_store_server, uses_redis
 from studio.errors import StudioError
-from studio.models import prepare_bundled_model
+from studio.models.catalog import prepare_bundled_model
 from studio.settings import auth_pairs, load_settings
 from studio.store import Store
-from studio.webfiles import make_web_folder, sweep_downloads
+from studio.ui.served_files import make_web_folder, sweep_downloads
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

@@ -106,7 +106,7 @@ class CudaPathCheck:
                 "bf16 TFLOP/s (studio probe)": round(peak_flops(device) / 1e12), "nf4 layer on cuda": f"{out.dtype}, {tuple(out.shape)}"}
 
     def prepare_model(self) -> str:
-        from studio.models import prepare_bundled_model
+        from studio.models.catalog import prepare_bundled_model
         from studio.settings import load_settings
 
         return str(prepare_bundled_model(load_settings(self.env).models_dir, report=lambda message: None))
@@ -170,7 +170,7 @@ class CudaPathCheck:
         return log.read_text()[-1500:] if log.is_file() else "(none)"
 
     def wait_for_verdict(self, adapter_id: int, minutes: float) -> str:
-        from studio.verdict import verdict_for
+        from studio.evaluate.verdict import verdict_for
 
         deadline = time.monotonic() + minutes * 60
         while time.monotonic() < deadline:

@@ -18,9 +18,9 @@ import pyarrow.parquet
 from openpyxl import Workbook
 
 from benchmarks.instructions import instruction_records
-from studio.data import inspect_file, length_histogram
-from studio.models import load_tokenizer, prepare_bundled_model
-from studio.readers import read_table
+from studio.data.instructions import inspect_file, length_histogram
+from studio.models.catalog import load_tokenizer, prepare_bundled_model
+from studio.data.readers import read_table
 from studio.settings import load_settings
 from studio.ui.html import preview
 

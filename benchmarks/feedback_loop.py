@@ -5,9 +5,9 @@
 (a) The loop. An adapter is trained (SFT) on support answers of a made-up shop, generated here. A
 scripted rater with a checkable taste (answers that end with "Hope this helps!") and an expert's
 eye (an answer should name the detail the shop's rule turns on) then chats with it as the Chat tab
-does: two sampled answers per message and a vote through studio.feedback.vote (the sign-off first,
+does: two sampled answers per message and a vote through studio.feedback.items.vote (the sign-off first,
 then the right detail) and, when it likes neither, a correction of the one it voted down through
-studio.feedback.correct (the rule, then the sign-off). Train on feedback
+studio.feedback.items.correct (the rule, then the sign-off). Train on feedback
 (jobs.control.submit_feedback_training) queues its jobs, run here through the worker's recipe
 (jobs.run.run_job). On held-out questions: how often the old and the new adapter's greedy answers
 end with the sign-off and name the right detail, the blind win rate of new over old by the same
@@ -108,8 +108,8 @@ def rewrite(topic: str) -> str:
 def collect_feedback(store, server, choice, seed: int = 0) -> list[str]:
     """The rater's chat session with the old adapter: a vote on two sampled answers per message and, when it likes
     neither, a correction of the one it voted down. Returns the items' refs."""
-    from studio.chat import GenerationSettings
-    from studio.feedback import Answered, correct, vote
+    from studio.chat.server import GenerationSettings
+    from studio.feedback.items import Answered, correct, vote
 
     refs = []
     for number, (question, topic) in enumerate(questions("chat")):
@@ -127,7 +127,7 @@ def collect_feedback(store, server, choice, seed: int = 0) -> list[str]:
 
 def blind_win_rate(new: list[str], old: list[str], topics: list[str], seed: int = 0) -> float:
     """New over old by the rater, sides drawn as the Chat tab's blind A/B draws them; a tie is half a win."""
-    from studio.feedback import swapped_sides
+    from studio.feedback.items import swapped_sides
 
     won = 0.0
     for number, (mine, theirs, topic) in enumerate(zip(new, old, topics)):
@@ -142,11 +142,13 @@ def measure(settings, adapter, dataset, prompts: list[str]) -> tuple[list[str], 
     answer token on the instruction dataset's validation rows."""
     from peft import PeftModel
 
-    from studio.chat import build_prompt
+    from studio.data.prompts import build_prompt
     from studio.device import pick_device
-    from studio.evaluate import greedy_batch, mean_loss, validation_records
-    from studio.models import load_base_model, load_tokenizer, resolve_model
-    from studio.prompts import encode, get_template, render
+    from studio.evaluate.measure import mean_loss
+    from studio.models.generate import greedy_batch
+    from studio.data.held_out import validation_records
+    from studio.models.catalog import load_base_model, load_tokenizer, resolve_model
+    from studio.data.prompts import encode, get_template, render
 
     base_dir = resolve_model("bundled", settings.models_dir)
     tokenizer = load_tokenizer(base_dir)
@@ -159,7 +161,7 @@ def measure(settings, adapter, dataset, prompts: list[str]) -> tuple[list[str], 
 
 def train(settings, store, dataset, spec: dict, name: str):
     """One training job through the recipe the worker runs; returns its adapter."""
-    from studio.spec import TrainSpec
+    from studio.train.spec import TrainSpec
 
     job = store.add_job(kind="train", name=name, dataset_id=dataset.id, base_model="bundled", spec=TrainSpec.from_dict(spec).to_json())
     return run_to_adapter(settings, store, job.id)
@@ -177,9 +179,9 @@ def run_to_adapter(settings, store, job_id: int):
 def the_loop(settings, store, tokenizer) -> dict:
     from jobs.control import submit_feedback_training
     from jobs.tasks import release_waiting
-    from studio.chat import ModelServer, choose
-    from studio.data import inspect_file, save_dataset
-    from studio.lineage import lineage
+    from studio.chat.server import ModelServer, choose
+    from studio.data.instructions import inspect_file, save_dataset
+    from studio.adapters.lineage import lineage
 
     path = settings.home / "shop.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in shop_rows()))
@@ -245,7 +247,7 @@ def preference_accuracy(model, tokenizer, pairs: list[dict]) -> float:
     """Share of pairs whose chosen answer the model finds likelier than the rejected one (summed log-probabilities)."""
     import torch
 
-    from studio.chat import build_prompt
+    from studio.data.prompts import build_prompt
 
     def logp(prompt_ids: list[int], answer: str) -> float:
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -264,9 +266,9 @@ def preference_accuracy(model, tokenizer, pairs: list[dict]) -> float:
 def preference_run(settings, store, tokenizer) -> dict:
     from peft import PeftModel
 
-    from studio.data import store_records
+    from studio.data.instructions import store_records
     from studio.device import pick_device
-    from studio.models import load_base_model, resolve_model
+    from studio.models.catalog import load_base_model, resolve_model
 
     train_pairs, held_out = ticket_pairs()
     records = [{"prompt": [{"role": "user", "content": p["prompt"]}], "chosen": p["chosen"], "rejected": p["rejected"]} for p in train_pairs]
@@ -303,7 +305,7 @@ def main() -> None:
     if args.models_dir:
         os.environ["STUDIO_MODELS_DIR"] = str(args.models_dir)
     from jobs.run import quiet_libraries
-    from studio.models import load_tokenizer, resolve_model
+    from studio.models.catalog import load_tokenizer, resolve_model
     from studio.settings import load_settings
     from studio.store import Store
 

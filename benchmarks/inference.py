@@ -3,14 +3,14 @@ the time to switch adapters on one base, side by side.
 
     .venv/bin/python -m benchmarks.inference [--new-tokens 64] [--repeats 3]
 
-Two small adapters are trained first with `studio.training.train` (a few steps each, in a
+Two small adapters are trained first with `studio.train.recipe.train` (a few steps each, in a
 temporary folder): what is measured is the adapter's cost, not its quality. The base model's
 greedy tokens/s, measured in the same run, is the baseline every ratio is taken against.
 "Unmerged" is how the chat serves adapters (a PeftModel on the base, the LoRA product added at
 every layer); "merged" is the adapter folded into the weights (`merge_and_unload`), as an export
 would ship it. Time to first token is a generation of one token (the prompt's forward pass);
 switching is `load_adapter` for a new adapter and `set_adapter` between loaded ones, as
-studio/chat.py does, so one base in memory serves many adapters.
+studio/chat/server.py does, so one base in memory serves many adapters.
 """
 
 import argparse
@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.instructions import instruction_records
-from studio.data import content_hash
+from studio.data.instructions import content_hash
 from studio.device import pick_device
-from studio.models import bundled_model_dir, load_base_model, load_tokenizer, prepare_bundled_model
-from studio.prompts import get_template, render
+from studio.models.catalog import bundled_model_dir, load_base_model, load_tokenizer, prepare_bundled_model
+from studio.data.prompts import get_template, render
 from studio.settings import load_settings
 
 
@@ -47,8 +47,8 @@ def main() -> None:
 
 def train_adapters(folder: Path, base_dir: Path) -> tuple[Path, Path]:
     """Two LoRA adapters (rank 16, all linear layers), three short steps each, on different rows."""
-    from studio.spec import TrainSpec
-    from studio.training import TrainInputs, train
+    from studio.train.spec import TrainSpec
+    from studio.train.recipe import TrainInputs, train
 
     class Quiet:
         def started(self, total_steps): ...

@@ -3,8 +3,8 @@ with extra buffer types off (the studio's choice where the build carries AMX) an
 
     .venv/bin/python -m benchmarks.llama_buffers [--new-tokens 64] [--repeats 3] [--other-build SITE]
 
-The f16, q8_0 and q4_k_m GGUFs are written by the studio's own converter path (studio.gguf.convert).
-Each variant answers the same 4 prompts through studio.llama_runner, in its own process as the
+The f16, q8_0 and q4_k_m GGUFs are written by the studio's own converter path (studio.export.gguf.convert).
+Each variant answers the same 4 prompts through studio.export.llama_runner, in its own process as the
 studio does; decode tokens/s is (tokens generated) / (time of the full answers - time of one-token
 answers), so loading and prompt processing cancel out. "crashes" is printed where llama.cpp
 crashed, as its AMX buffer does. On an AMX CPU the "on" variant of this build crashes, so the
@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from studio import llama_runner
+from studio.export import llama_runner
 from studio.errors import ExportError
-from studio.gguf import convert
-from studio.models import bundled_model_dir, load_tokenizer, prepare_bundled_model
+from studio.export.gguf import convert
+from studio.models.catalog import bundled_model_dir, load_tokenizer, prepare_bundled_model
 from studio.settings import load_settings
 
 PROMPTS = ["The capital of France is", "Write a short poem about the sea.", "List three uses of copper.",

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from studio.data import content_hash
-from studio.models import bundled_model_dir, prepare_bundled_model
-from studio.preference_training import train_preferences
+from studio.data.instructions import content_hash
+from studio.models.catalog import bundled_model_dir, prepare_bundled_model
+from studio.train.preference import train_preferences
 from studio.settings import load_settings
-from studio.spec import TrainSpec
-from studio.training import TrainInputs, train, training_tokenizer
+from studio.train.spec import TrainSpec
+from studio.train.recipe import TrainInputs, train, training_tokenizer
 
 FILLERS = ["I hope this helps, and feel free to ask me anything else!", "Let me know if you have any other questions.",
            "Math is fun, isn't it? There is always more to learn.", "That is the answer, worked out carefully for you.",
@@ -56,7 +56,7 @@ def held_out_accuracy(adapter_dir: Path, base_dir: Path, held_out: list[dict]) -
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from studio.chat import build_prompt
+    from studio.data.prompts import build_prompt
 
     tokenizer = training_tokenizer(base_dir)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32), str(adapter_dir))

@@ -134,12 +134,12 @@ def task_data(name: str) -> tuple[list[dict], list[dict]]:
 
 def run_task(name: str, settings, store, tokenizer, chosen: dict) -> dict:
     from jobs.run import run_job
-    from studio.data import inspect_file, save_dataset
+    from studio.data.instructions import inspect_file, save_dataset
     from studio.device import pick_device
-    from studio.evaluate import evaluate_adapter
-    from studio.models import resolve_model
-    from studio.plan import dataset_stats, make_plan, measured_tokens_per_second
-    from studio.verdict import verdict_for
+    from studio.evaluate.measure import evaluate_adapter
+    from studio.models.catalog import resolve_model
+    from studio.train.plan import dataset_stats, make_plan, measured_tokens_per_second
+    from studio.evaluate.verdict import verdict_for
 
     train, test = task_data(name)
     folder = settings.home / "bench-data"
@@ -170,7 +170,7 @@ def run_task(name: str, settings, store, tokenizer, chosen: dict) -> dict:
 
 def chosen_settings(pairs: list[str]) -> dict:
     """--set name=value pairs as the settings a user chose, typed as TrainSpec's fields."""
-    from studio.spec import TrainSpec
+    from studio.train.spec import TrainSpec
 
     chosen = {}
     for pair in pairs:
@@ -189,7 +189,7 @@ def main() -> None:
                         help="a setting chosen as a user would (e.g. lora_dropout=0.1), kept by the plan; repeatable")
     args = parser.parse_args()
     from jobs.run import quiet_libraries
-    from studio.models import load_tokenizer, resolve_model
+    from studio.models.catalog import load_tokenizer, resolve_model
     from studio.settings import load_settings
     from studio.store import Store
 

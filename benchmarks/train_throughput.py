@@ -7,7 +7,7 @@ longest row, gradient checkpointing on) on prompt/completion text, in float32. T
 bf16 autocast on by default; it is turned off explicitly here (`bf16=False`), because the issue
 defines the standard recipe as float32 and because a CPU without bf16 units emulates bf16
 matrix products some hundred times slower, which would flatter the studio's path. The
-studio's path is `studio.training.train`, exactly as a job runs it. Both train the same LoRA
+studio's path is `studio.train.recipe.train`, exactly as a job runs it. Both train the same LoRA
 (rank 16, alpha 32, all linear layers) for one pass over the same rows, so they see the same
 real tokens; each runs in a process of its own so that peak memory is its own. Validation loss
 is measured the same way for both afterwards: the base in float32 with the adapter, on held-out
@@ -45,10 +45,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.instructions import instruction_records
-from studio.data import content_hash
+from studio.data.instructions import content_hash
 from studio.device import memory_mb, pick_device
-from studio.models import bundled_model_dir, load_tokenizer, prepare_bundled_model
-from studio.prompts import encode, get_template, render
+from studio.models.catalog import bundled_model_dir, load_tokenizer, prepare_bundled_model
+from studio.data.prompts import encode, get_template, render
 from studio.settings import load_settings
 
 RECIPES = ["standard", "trl-tuned", "studio-lora", "studio-qlora", "studio-lora-gc"]  # -gc: gradient checkpointing on, for less memory
@@ -162,10 +162,10 @@ def train_trl(records, base_dir: Path, adapter_dir: Path, tokenizer, tuned: bool
 
 
 def train_studio(records, base_dir: Path, adapter_dir: Path, method: str, checkpointing: bool, args) -> dict:
-    import datasets  # noqa: F401  what train() imports on first use (datasets, TRL through studio.trainer): imported
-    import studio.trainer  # noqa: F401  before the clock starts, as train_trl's imports are (about 0.5 CPU s)
-    from studio.spec import TrainSpec
-    from studio.training import TrainInputs, train
+    import datasets  # noqa: F401  what train() imports on first use (datasets, TRL through studio.train.trainer): imported
+    import studio.train.trainer  # noqa: F401  before the clock starts, as train_trl's imports are (about 0.5 CPU s)
+    from studio.train.spec import TrainSpec
+    from studio.train.recipe import TrainInputs, train
 
     class Quiet:
         def started(self, total_steps): ...

@@ -5,11 +5,11 @@ from pathlib import Path
 from jobs.queue import huey
 from jobs.tasks import enqueue, release_waiting, resume, train_job
 from studio.errors import ExportError, JobError
-from studio.export import DTYPES, check_mix
-from studio.chat import saved_template
-from studio.feedback import TrainingPlan, feedback_datasets, training_plan
-from studio.preferences import check_objective
-from studio.spec import TrainSpec
+from studio.export.merge import DTYPES, check_mix
+from studio.chat.server import saved_template
+from studio.feedback.items import TrainingPlan, feedback_datasets, training_plan
+from studio.train.spec import check_objective
+from studio.train.spec import TrainSpec
 from studio.store import JobRecord, Store, now
 
 
@@ -30,7 +30,7 @@ def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: Tra
 
 
 def feedback_plan(store: Store, adapter_id: int, refs: list[str]) -> TrainingPlan:
-    """What Train on feedback will do with these items for this adapter (studio.feedback.training_plan)."""
+    """What Train on feedback will do with these items for this adapter (studio.feedback.items.training_plan)."""
     adapter = store.adapter(adapter_id)
     return training_plan(store, refs, saved_template(adapter.path) or "chat")
 
@@ -60,7 +60,7 @@ def submit_feedback_training(store: Store, datasets_dir: Path, adapter_id: int, 
 
 
 def submit_sweep(store: Store, *, dataset_id: int, base_model: str, runs: list[tuple[str, TrainSpec]], name: str) -> list[JobRecord]:
-    """Queue one training job per grid point, grouped under the sweep's name (see studio.sweeps)."""
+    """Queue one training job per grid point, grouped under the sweep's name (see studio.train.sweeps)."""
     dataset = store.dataset(dataset_id)
     sweep = name.strip() or f"{dataset.name} sweep"
     return [submit_training(store, dataset_id=dataset.id, base_model=base_model, spec=spec, name=f"{sweep} {label}", sweep=sweep)
@@ -101,8 +101,8 @@ def can_resume(job: JobRecord) -> bool:
 
 def submit_export(store: Store, adapter_id: int, export_format: str, kinds: list[str]) -> JobRecord:
     """Queue a GGUF export (the merged model, in `kinds`) or a LoRA-serving export of an adapter, refused early when it cannot be made."""
-    from studio.gguf import KINDS
-    from studio.lora_serving import check_servable
+    from studio.export.gguf import KINDS
+    from studio.export.lora_serving import check_servable
 
     adapter = store.adapter(adapter_id)
     if export_format == "gguf":

@@ -21,7 +21,7 @@ from jobs.reporting import record_failure
 from jobs.run import job_folder
 from studio.errors import JobError
 from studio.settings import load_settings
-from studio.spec import PREFERENCE_OBJECTIVES
+from studio.train.spec import PREFERENCE_OBJECTIVES
 from studio.store import JobRecord, Store, now
 
 HEARTBEAT_SECONDS = 2

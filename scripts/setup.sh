@@ -18,7 +18,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first, pinned: here this takes the local CPU wheel; an unpinned torch pulls GBs of CUDA.
   # TORCH_INDEX_URL picks another build (the Dockerfile's CPU-only image uses it).
   .venv/bin/pip install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-  # llama-cpp-python (GGUF exports, studio/gguf.py) builds llama.cpp from its source distribution:
+  # llama-cpp-python (GGUF exports, studio/export/gguf.py) builds llama.cpp from its source distribution:
   # cmake and a C++ compiler, its multimodal library left out. Its converters ship in that same
   # file, not in the installed package: they are kept in .venv/llama.cpp.
   command -v cmake >/dev/null && command -v g++ >/dev/null || {

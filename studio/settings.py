@@ -11,6 +11,10 @@ from typing import Mapping
 
 from studio.errors import SettingsError
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = PROJECT_ROOT / "templates"  # prompt templates (prompts/) and model cards
+EXAMPLES_DIR = PROJECT_ROOT / "examples"
+
 
 @dataclass(frozen=True)
 class Setting:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.models import bundled_model_dir, load_tokenizer, prepare_bundled_model
+from studio.models.catalog import bundled_model_dir, load_tokenizer, prepare_bundled_model
 from studio.settings import load_settings
 from studio.store import Store
 
@@ -215,7 +215,7 @@ def codeword_file(tmp_path_factory) -> Path:
 
 def save_codewords(settings, store, codeword_file, tokenizer, validation_fraction: float = 0.25):
     """The codeword data saved as a dataset, as the Data tab would."""
-    from studio.data import inspect_file, save_dataset
+    from studio.data.instructions import inspect_file, save_dataset
 
     report = inspect_file(codeword_file, tokenizer, max_bytes=2**20)
     return save_dataset(store, settings.datasets_dir, report, name="codewords", validation_fraction=validation_fraction)
@@ -223,7 +223,7 @@ def save_codewords(settings, store, codeword_file, tokenizer, validation_fractio
 
 def quick_spec(**changes):
     """A brief but real training run: high learning rate, few short steps."""
-    from studio.spec import TrainSpec
+    from studio.train.spec import TrainSpec
 
     return TrainSpec.from_dict({"max_steps": 8, "batch_size": 4, "max_length": 96, "learning_rate": 2e-3,
                                 "save_steps": 4, "warmup_ratio": 0.0, **changes})
@@ -254,7 +254,7 @@ def trained(tmp_path_factory, models_dir, tokenizer, codeword_file):
 
 def greedy_answer(model, tokenizer, question: str, max_new_tokens: int = 16) -> str:
     """The model's greedy answer to an Alpaca-format question."""
-    from studio.prompts import get_template, render
+    from studio.data.prompts import get_template, render
 
     segments = render({"instruction": question, "input": "", "output": ""}, get_template("alpaca"), tokenizer)
     ids = tokenizer(segments[0].text, return_tensors="pt", add_special_tokens=False)["input_ids"]

@@ -60,7 +60,7 @@ def test_ab_chat_streams_both_sides_then_takes_a_vote(trained_studio, page):
 
 
 def test_blind_ab_hides_the_models_until_the_vote(trained_studio, page):
-    from studio.feedback import swapped_sides
+    from studio.feedback.items import swapped_sides
 
     url, adapter = trained_studio
     open_chat_with_adapter(page, url, adapter)

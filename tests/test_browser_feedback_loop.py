@@ -4,7 +4,7 @@ Train on feedback, and the new adapter in Compare and Chat with where it came fr
 from conftest import open_chat_with_adapter, pick, screenshot, set_slider
 from test_jobs import wait_for
 
-from studio.feedback import swapped_sides
+from studio.feedback.items import swapped_sides
 from studio.store import FINISHED
 
 QUESTION = "What is the codeword for boats?"

@@ -6,7 +6,7 @@ import json
 from conftest import pick, save_codewords, set_slider
 from test_blend_sweep import GENERAL
 
-from studio.data import inspect_file, save_dataset
+from studio.data.instructions import inspect_file, save_dataset
 from studio.store import Store
 
 

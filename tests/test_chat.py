@@ -11,10 +11,11 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
-from studio.chat import FairQueue, GenerationSettings, ModelServer, build_prompt, choose, choose_listed
-from studio.cli import main
+from studio.chat.server import FairQueue, GenerationSettings, ModelServer, choose, choose_listed
+from studio.data.prompts import build_prompt
+from studio.cli.commands import main
 from studio.errors import ChatError, NotFound
-from studio.votes import record_vote, win_rates
+from studio.feedback.votes import record_vote, win_rates
 
 QUESTION = "What is the codeword for boats?"
 GREEDY = GenerationSettings(temperature=0, max_new_tokens=12)

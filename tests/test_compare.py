@@ -1,7 +1,7 @@
 """Comparing stored adapters: settings differences, results as base → adapter, curves, answers."""
 
-from studio import compare
-from studio.evaluate import changes
+from studio.evaluate import compare
+from studio.evaluate.measure import changes
 
 
 def test_a_comparison_of_two_adapters_and_the_base_reads_the_store(trained, trained_qlora, evaluated):

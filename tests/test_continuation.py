@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import quick_spec, train_now
 
-from studio.continuation import start_adapter
+from studio.train.continuation import start_adapter
 from studio.errors import SpecError
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import FIXTURES
 
-from studio.data import (detect_mapping, ignored_columns, inspect_file, length_histogram, load_records, preview_rows, save_dataset,
+from studio.data.instructions import (detect_mapping, ignored_columns, inspect_file, length_histogram, load_records, preview_rows, save_dataset,
                          split_indices)
 from studio.errors import DataError
 from studio.store import Store

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.cli import build_parser
+from studio.cli.commands import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

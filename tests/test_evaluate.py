@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import run_cli, save_codewords
 
-from studio.evaluate import changes, evaluate_adapter, exact_match, rouge_l
+from studio.evaluate.measure import changes, evaluate_adapter, exact_match, rouge_l
 from studio.store import Store
 
 
@@ -37,7 +37,7 @@ def test_evaluation_numbers_and_answers_are_stored_and_show_base_to_adapter(trai
 
 
 def test_a_dataset_without_validation_rows_is_judged_on_training_rows_and_says_so(trained, settings, store, codeword_file, tokenizer):
-    from studio.verdict import verdict_for
+    from studio.evaluate.verdict import verdict_for
 
     dataset = save_codewords(settings, store, codeword_file, tokenizer, validation_fraction=0.0)
     source = trained[3]
@@ -66,7 +66,8 @@ def test_cli_evaluate_of_an_unknown_adapter_exits_2(studio_env):
 
 def test_a_test_file_attached_to_a_dataset_is_checked_and_overlap_with_training_rows_flagged(settings, store, codeword_file, tokenizer):
     from studio.errors import DataError
-    from studio.evaluate import attach_test_file, training_records
+    from studio.evaluate.measure import attach_test_file
+    from studio.data.held_out import training_records
 
     dataset = save_codewords(settings, store, codeword_file, tokenizer)
     test_file = settings.home / "mine.jsonl"

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 from studio.errors import ExportError, NotFound
-from studio.export import export_adapter, export_merged, merge_adapter
+from studio.export.merge import export_adapter, export_merged, merge_adapter
 from studio.store import Store
 
 QUESTION = "What is the codeword for boats?"

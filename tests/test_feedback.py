@@ -7,11 +7,11 @@ import json
 import pytest
 from conftest import run_cli
 
-from studio.cli import main
+from studio.cli.commands import main
 from studio.errors import ChatError, DataError
-from studio.feedback import Answered, correct, drop, export, feedback_items, select, vote
-from studio.preferences import inspect_preferences
-from studio.votes import leaderboard, win_rates
+from studio.feedback.items import Answered, correct, drop, export, feedback_items, select, vote
+from studio.data.preferences import inspect_preferences
+from studio.feedback.votes import leaderboard, win_rates
 
 QUESTION = [{"role": "user", "content": "What is the codeword for boats?"}]
 SETTINGS = {"temperature": 0.0, "top_p": 0.9, "max_new_tokens": 16, "seed": 0, "system_prompt": ""}

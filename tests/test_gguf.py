@@ -8,12 +8,12 @@ import pytest
 from conftest import run_artifact_now
 from transformers import AutoModelForCausalLM
 
-from studio.chat import build_prompt
+from studio.data.prompts import build_prompt
 from studio.errors import ExportError
-from studio.evaluate import greedy_ids
-from studio.export import check_prompts
-from studio.gguf import chat_template, export_gguf, render_chat_template
-from studio.llama_runner import answers as gguf_answers
+from studio.models.generate import greedy_ids
+from studio.export.merge import check_prompts
+from studio.export.gguf import chat_template, export_gguf, render_chat_template
+from studio.export.llama_runner import answers as gguf_answers
 
 CONVERSATIONS = [
     ("", [{"role": "user", "content": "What is the codeword for boats?"}]),

@@ -8,8 +8,8 @@ from conftest import CODEWORD_RECORDS, quick_spec, run_artifact_now, save_codewo
 from safetensors.torch import load_file
 
 from jobs.status import job_status
-from studio.data import inspect_file, save_dataset, split_indices
-from studio.health import diverged_message, evaluation_warnings, training_warnings, zero_lora_layers
+from studio.data.instructions import inspect_file, save_dataset, split_indices
+from studio.train.health import diverged_message, evaluation_warnings, training_warnings, zero_lora_layers
 
 
 def steps(losses, grad_norms=None, eval_losses=None):
@@ -105,7 +105,7 @@ def test_a_learning_rate_far_too_high_is_flagged_while_the_job_runs(settings, st
 def test_a_loss_that_stops_being_a_number_stops_training_at_once():
     from transformers import TrainerControl, TrainerState
 
-    from studio.training import StudioCallback
+    from studio.train.recipe import StudioCallback
 
     callback, control = StudioCallback(reporter=None, inputs=None, device=None), TrainerControl()
     callback.on_log(None, TrainerState(global_step=3), control, logs={"loss": float("nan"), "grad_norm": float("nan")})

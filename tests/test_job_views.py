@@ -9,7 +9,7 @@ from jobs.control import can_cancel, can_resume, cancel_job
 from jobs.queue import use_queue_of
 from jobs.tasks import WORKER_ID, resume_orphans
 from jobs.worker import stopped_state
-from studio.cli import jobs_command
+from studio.cli.commands import jobs_command
 from studio.ui.jobs_tab import job_rows
 
 

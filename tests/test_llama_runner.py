@@ -1,4 +1,4 @@
-"""llama.cpp runs in a child process with the weight buffers this CPU can run (studio.llama_runner)."""
+"""llama.cpp runs in a child process with the weight buffers this CPU can run (studio.export.llama_runner)."""
 
 import signal
 import sys
@@ -6,9 +6,9 @@ import sys
 import llama_cpp
 import pytest
 
-from studio import llama_runner
+from studio.export import llama_runner
 from studio.errors import ExportError
-from studio.models import BUNDLED_GGUF, _bundled_gguf_dir
+from studio.models.catalog import BUNDLED_GGUF, _bundled_gguf_dir
 
 AMX_BUILD = llama_runner.extra_buffers_crash(llama_cpp.llama_print_system_info().decode())
 

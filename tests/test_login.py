@@ -1,6 +1,6 @@
 """Sign-in limits: a client that keeps sending wrong passwords is refused for a while."""
 
-from studio.login import LoginLimiter
+from studio.ui.sign_in_limits import LoginLimiter
 
 
 class Clock:

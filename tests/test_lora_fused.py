@@ -4,7 +4,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from studio.lora_fused import fuse_lora_products
+from studio.train.speed.lora_fused import fuse_lora_products
 
 
 def test_fused_lora_products_give_peft_own_loss_and_gradients(bundled_dir, tokenizer):

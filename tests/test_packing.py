@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from studio.batching import PaddingCollator
-from studio.packing import ATTENTION, PackingCollator, packed_rows_attention, packs_rows, use_packed_rows
-from studio.trainer import answer_loss
+from studio.train.speed.batching import PaddingCollator
+from studio.train.speed.packing import ATTENTION, PackingCollator, packed_rows_attention, packs_rows, use_packed_rows
+from studio.train.trainer import answer_loss
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 import pytest
 
 from studio.errors import SpecError
-from studio.plan import DataStats, make_plan
-from studio.spec import TrainSpec
+from studio.train.plan import DataStats, make_plan
+from studio.train.spec import TrainSpec
 
 SMALL = DataStats(rows=70, train_rows=65, validation_rows=5, mean_tokens=60)
 LARGE = DataStats(rows=20_000, train_rows=19_000, validation_rows=1_000, mean_tokens=60)

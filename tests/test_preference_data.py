@@ -6,9 +6,9 @@ import json
 
 from conftest import FIXTURES, run_cli
 
-from studio.data import DataReport, preview_rows
-from studio.plan import DataStats, dataset_stats, make_plan
-from studio.preferences import PreferenceReport, inspect_data_file, save_report
+from studio.data.instructions import DataReport, preview_rows
+from studio.train.plan import DataStats, dataset_stats, make_plan
+from studio.data.preferences import PreferenceReport, inspect_data_file, save_report
 from studio.ui import html
 
 PAIRS = FIXTURES / "pairs.jsonl"

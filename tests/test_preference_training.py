@@ -10,8 +10,9 @@ from conftest import CODEWORD_RECORDS, quick_spec
 from jobs.run import run_job
 from jobs.status import job_status
 from studio.errors import DataError, SpecError
-from studio.health import preference_warnings
-from studio.preferences import check_objective, inspect_preferences, save_preferences
+from studio.train.health import preference_warnings
+from studio.data.preferences import inspect_preferences, save_preferences
+from studio.train.spec import check_objective
 from studio.ui.jobs_tab import charts_html
 
 

@@ -1,6 +1,6 @@
 """Rendering records with the template files: prompt and trained answer told apart."""
 
-from studio.prompts import get_template, question_of, render, templates
+from studio.data.prompts import get_template, question_of, render, templates
 
 
 def test_templates_are_data_files():

@@ -4,7 +4,7 @@ import pytest
 from conftest import FIXTURES
 
 from studio.errors import DataError
-from studio.readers import read_table
+from studio.data.readers import read_table
 
 LIMIT = 10 * 2**20
 

@@ -5,9 +5,9 @@ import shutil
 import pytest
 import torch
 
-from studio import token_cache
-from studio.batching import length_grouped_order
-from studio.trainer import _head_weight_in, answer_loss
+from studio.train import token_cache
+from studio.train.speed.batching import length_grouped_order
+from studio.train.trainer import _head_weight_in, answer_loss
 
 
 def padded_batch(tokenizer) -> dict[str, torch.Tensor]:
@@ -37,8 +37,8 @@ def test_answer_only_logits_give_the_models_own_loss(lora_model, tokenizer):
 
 
 def test_answer_only_logits_give_the_models_own_gradients(lora_model, tokenizer, monkeypatch):
-    monkeypatch.setattr("studio.trainer.CHUNK", 4)  # several chunks, as a long batch has
-    monkeypatch.setattr("studio.trainer.SOFTMAX_ROWS", 3)  # and several softmax passes in a chunk
+    monkeypatch.setattr("studio.train.trainer.CHUNK", 4)  # several chunks, as a long batch has
+    monkeypatch.setattr("studio.train.trainer.SOFTMAX_ROWS", 3)  # and several softmax passes in a chunk
     batch = padded_batch(tokenizer)
     lora_b = [p for name, p in lora_model.named_parameters() if "lora_B" in name]
     lora_b = lora_b[:2] + lora_b[-2:]  # the first layers and the last
@@ -93,7 +93,7 @@ def test_the_studio_loss_runs_in_the_precision_the_trainer_is_set_to(lora_model,
     from datasets import Dataset
     from trl import SFTConfig
 
-    from studio.trainer import StudioTrainer
+    from studio.train.trainer import StudioTrainer
 
     config = SFTConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none", dataset_kwargs={"skip_prepare_dataset": True})
     rows = Dataset.from_list([{"input_ids": [1, 2], "labels": [1, 2]}])

@@ -9,7 +9,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from studio.training import COMPLETE_MARKER, latest_checkpoint
+from studio.train.recipe import COMPLETE_MARKER, latest_checkpoint
 
 
 def check_adapter(adapter, bundled_dir, tokenizer):
@@ -96,7 +96,7 @@ def test_checkpoint_records_what_made_it(trained):
 
 
 def test_batches_are_padded_to_their_longest_row_only():
-    from studio.batching import PaddingCollator
+    from studio.train.speed.batching import PaddingCollator
 
     collate = PaddingCollator(pad_token_id=0)
     batch = collate([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}])

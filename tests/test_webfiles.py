@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from studio.webfiles import PREFIX, make_web_folder, remove_stale_files
+from studio.ui.served_files import PREFIX, make_web_folder, remove_stale_files
 
 
 def dead_pid() -> int:

@@ -56,7 +56,7 @@ class JobRecord:
     sweep: str | None
     notes: str | None = None  # one line per event the state alone does not tell (interrupted, resumed)
     test_dataset_id: int | None = None  # the user's own test file for this job's verdict
-    after_job_id: int | None = None  # the job this one waits for (studio.feedback: corrections first, then DPO)
+    after_job_id: int | None = None  # the job this one waits for (studio.feedback.items: corrections first, then DPO)
 
     @classmethod
     def from_row(cls, row: dict) -> "JobRecord":

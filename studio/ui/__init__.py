@@ -4,11 +4,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.chat import ModelServer
+from studio.chat.server import ModelServer
 from studio.errors import JobError
 from studio.settings import Settings
 from studio.store import Store
-from studio.spec import TrainSpec
+from studio.train.spec import TrainSpec
 from studio.ui import chat_tab, compare_tab, data_tab, download_tab, jobs_tab, merge_tab, train_tab
 from studio.ui.errors import shown_to_user
 from studio.ui.refresh import on_show

@@ -6,11 +6,11 @@ from html import escape
 import gradio as gr
 
 from jobs.control import submit_evaluation
-from studio import compare
+from studio.evaluate import compare
 from studio.errors import StudioError
-from studio.lineage import lineage
+from studio.adapters.lineage import lineage
 from studio.store import Store
-from studio.sweeps import sweep_results
+from studio.train.sweeps import sweep_results
 from studio.ui import html
 from studio.ui.chart import loss_chart
 from studio.ui.errors import shown_to_user

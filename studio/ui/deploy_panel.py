@@ -1,7 +1,7 @@
 """The Download tab's exports for other runtimes (GGUF for llama.cpp and Ollama, LoRA for vLLM) and its Import.
 
 Exports run as queued jobs on the worker; a finished export is offered by its id from the store.
-An uploaded adapter zip is checked and registered by studio.imports.
+An uploaded adapter zip is checked and registered by studio.adapters.imports.
 """
 
 import shutil
@@ -12,8 +12,8 @@ import gradio as gr
 from jobs.control import submit_export
 from jobs.status import job_status
 from studio.errors import StudioError
-from studio.gguf import KINDS
-from studio.imports import import_adapter
+from studio.export.gguf import KINDS
+from studio.adapters.imports import import_adapter
 from studio.settings import load_settings
 from studio.store import Store
 from studio.ui import html

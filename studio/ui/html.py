@@ -3,8 +3,8 @@
 from datetime import datetime, timezone
 from html import escape
 
-from studio.data import DataReport, ignored_columns, length_histogram
-from studio.preferences import PreferenceReport
+from studio.data.instructions import DataReport, ignored_columns, length_histogram
+from studio.data.preferences import PreferenceReport
 
 SPECIAL_TOKENS_NOTE = ("Text in <|…|> brackets is a special token of the model, not text from your file: "
                        "<|im_end|> closes each turn, and at the end of an answer it teaches the model where to stop.")

@@ -1,11 +1,11 @@
 """The sign-in page's guard: Gradio's /login route, wrapped so that a client that keeps sending
-wrong passwords is refused for a while (studio.login.LoginLimiter)."""
+wrong passwords is refused for a while (studio.ui.sign_in_limits.LoginLimiter)."""
 
 import json
 
 from starlette.middleware import Middleware
 
-from studio.login import LOCK_S, MAX_FAILURES, WINDOW_S, LoginLimiter
+from studio.ui.sign_in_limits import LOCK_S, MAX_FAILURES, WINDOW_S, LoginLimiter
 
 AUTH_MESSAGE = (f"<b>Adapter Studio</b>: sign in to fine-tune models on this machine. After {MAX_FAILURES} wrong passwords "
                 f"within {WINDOW_S // 60} minutes, sign-ins from your address are refused for {LOCK_S // 60} minutes, "

@@ -6,7 +6,7 @@ import gradio as gr
 from jobs.control import submit_merge, submit_mix
 from jobs.status import job_status
 from studio.errors import StudioError
-from studio.export import DTYPES
+from studio.export.merge import DTYPES
 from studio.store import Store
 from studio.ui import html
 from studio.ui.errors import shown_to_user

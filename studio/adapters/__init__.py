@@ -1,0 +1,5 @@
+"""Adapters as artifacts: what made them and how they did (registry), where they came from
+(lineage), adapters trained elsewhere (imports).
+
+Kept free of imports, so that importing one module of the package loads only what that module needs.
+"""
