@@ -19,8 +19,8 @@ from openpyxl import Workbook
 
 from benchmarks.instructions import instruction_records
 from studio.data.instructions import inspect_file, length_histogram
-from studio.models.catalog import load_tokenizer, prepare_bundled_model
 from studio.data.readers import read_table
+from studio.models.catalog import load_tokenizer, prepare_bundled_model
 from studio.settings import load_settings
 from studio.ui.html import preview
 

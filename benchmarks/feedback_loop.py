@@ -142,13 +142,13 @@ def measure(settings, adapter, dataset, prompts: list[str]) -> tuple[list[str], 
     answer token on the instruction dataset's validation rows."""
     from peft import PeftModel
 
+    from studio.data.held_out import validation_records
     from studio.data.prompts import build_prompt
+    from studio.data.prompts import encode, get_template, render
     from studio.device import pick_device
     from studio.evaluate.measure import mean_loss
-    from studio.models.generate import greedy_batch
-    from studio.data.held_out import validation_records
     from studio.models.catalog import load_base_model, load_tokenizer, resolve_model
-    from studio.data.prompts import encode, get_template, render
+    from studio.models.generate import greedy_batch
 
     base_dir = resolve_model("bundled", settings.models_dir)
     tokenizer = load_tokenizer(base_dir)
@@ -179,9 +179,9 @@ def run_to_adapter(settings, store, job_id: int):
 def the_loop(settings, store, tokenizer) -> dict:
     from jobs.control import submit_feedback_training
     from jobs.tasks import release_waiting
+    from studio.adapters.lineage import lineage
     from studio.chat.server import ModelServer, choose
     from studio.data.instructions import inspect_file, save_dataset
-    from studio.adapters.lineage import lineage
 
     path = settings.home / "shop.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in shop_rows()))

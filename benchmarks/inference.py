@@ -23,9 +23,9 @@ import torch
 
 from benchmarks.instructions import instruction_records
 from studio.data.instructions import content_hash
+from studio.data.prompts import get_template, render
 from studio.device import pick_device
 from studio.models.catalog import bundled_model_dir, load_base_model, load_tokenizer, prepare_bundled_model
-from studio.data.prompts import get_template, render
 from studio.settings import load_settings
 
 
@@ -47,8 +47,8 @@ def main() -> None:
 
 def train_adapters(folder: Path, base_dir: Path) -> tuple[Path, Path]:
     """Two LoRA adapters (rank 16, all linear layers), three short steps each, on different rows."""
-    from studio.train.spec import TrainSpec
     from studio.train.recipe import TrainInputs, train
+    from studio.train.spec import TrainSpec
 
     class Quiet:
         def started(self, total_steps): ...

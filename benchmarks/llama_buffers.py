@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from studio.export import llama_runner
 from studio.errors import ExportError
+from studio.export import llama_runner
 from studio.export.gguf import convert
 from studio.models.catalog import bundled_model_dir, load_tokenizer, prepare_bundled_model
 from studio.settings import load_settings

@@ -18,10 +18,10 @@ import torch
 
 from studio.data.instructions import content_hash
 from studio.models.catalog import bundled_model_dir, prepare_bundled_model
-from studio.train.preference import train_preferences
 from studio.settings import load_settings
-from studio.train.spec import TrainSpec
+from studio.train.preference import train_preferences
 from studio.train.recipe import TrainInputs, train, training_tokenizer
+from studio.train.spec import TrainSpec
 
 FILLERS = ["I hope this helps, and feel free to ask me anything else!", "Let me know if you have any other questions.",
            "Math is fun, isn't it? There is always more to learn.", "That is the answer, worked out carefully for you.",

@@ -137,9 +137,9 @@ def run_task(name: str, settings, store, tokenizer, chosen: dict) -> dict:
     from studio.data.instructions import inspect_file, save_dataset
     from studio.device import pick_device
     from studio.evaluate.measure import evaluate_adapter
+    from studio.evaluate.verdict import verdict_for
     from studio.models.catalog import resolve_model
     from studio.train.plan import dataset_stats, make_plan, measured_tokens_per_second
-    from studio.evaluate.verdict import verdict_for
 
     train, test = task_data(name)
     folder = settings.home / "bench-data"

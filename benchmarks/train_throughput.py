@@ -46,9 +46,9 @@ import torch
 
 from benchmarks.instructions import instruction_records
 from studio.data.instructions import content_hash
+from studio.data.prompts import encode, get_template, render
 from studio.device import memory_mb, pick_device
 from studio.models.catalog import bundled_model_dir, load_tokenizer, prepare_bundled_model
-from studio.data.prompts import encode, get_template, render
 from studio.settings import load_settings
 
 RECIPES = ["standard", "trl-tuned", "studio-lora", "studio-qlora", "studio-lora-gc"]  # -gc: gradient checkpointing on, for less memory
@@ -164,8 +164,8 @@ def train_trl(records, base_dir: Path, adapter_dir: Path, tokenizer, tuned: bool
 def train_studio(records, base_dir: Path, adapter_dir: Path, method: str, checkpointing: bool, args) -> dict:
     import datasets  # noqa: F401  what train() imports on first use (datasets, TRL through studio.train.trainer): imported
     import studio.train.trainer  # noqa: F401  before the clock starts, as train_trl's imports are (about 0.5 CPU s)
-    from studio.train.spec import TrainSpec
     from studio.train.recipe import TrainInputs, train
+    from studio.train.spec import TrainSpec
 
     class Quiet:
         def started(self, total_steps): ...

@@ -6,13 +6,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from jobs.reporting import record_failure
+from studio.adapters.registry import adapter_folder, slug
 from studio.evaluate.measure import evaluate_adapter
-from studio.export.merge import adapter_template, check_prompts, merge_adapter, mix_adapters, mixed_dataset_hash
+from studio.evaluate.verdict import verdict_for, write_to_card
 from studio.export.gguf import export_gguf
 from studio.export.lora_serving import adapter_answers, check_servable, export_lora
+from studio.export.merge import adapter_template, check_prompts, merge_adapter, mix_adapters, mixed_dataset_hash
 from studio.models.catalog import public_name, resolve_model
-from studio.evaluate.verdict import verdict_for, write_to_card
-from studio.adapters.registry import adapter_folder, slug
 from studio.settings import Settings
 from studio.store import JobRecord, MergeRecord, Store, now
 

@@ -4,13 +4,13 @@ from pathlib import Path
 
 from jobs.queue import huey
 from jobs.tasks import enqueue, release_waiting, resume, train_job
+from studio.chat.server import saved_template
 from studio.errors import ExportError, JobError
 from studio.export.merge import DTYPES, check_mix
-from studio.chat.server import saved_template
 from studio.feedback.items import TrainingPlan, feedback_datasets, training_plan
+from studio.store import JobRecord, Store, now
 from studio.train.spec import check_objective
 from studio.train.spec import TrainSpec
-from studio.store import JobRecord, Store, now
 
 
 def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: TrainSpec, name: str, sweep: str | None = None,

@@ -19,18 +19,18 @@ from pathlib import Path
 
 from jobs.remote_store import RemoteStore, open_store
 from jobs.reporting import FollowerReporter, StoreReporter, record_failure
-from studio.chat.server import saved_template
-from studio.train.continuation import start_adapter
-from studio.data.instructions import load_records
 from studio.adapters.lineage import describe
-from studio.models.catalog import resolve_model
-from studio.train.preference import train_preferences
-from studio.train.spec import check_objective
 from studio.adapters.registry import adapter_folder
+from studio.chat.server import saved_template
+from studio.data.instructions import load_records
+from studio.models.catalog import resolve_model
 from studio.settings import Settings, load_settings
-from studio.train.spec import PREFERENCE_OBJECTIVES, TrainSpec
 from studio.store import Store, now
+from studio.train.continuation import start_adapter
+from studio.train.preference import train_preferences
 from studio.train.recipe import TrainInputs, TrainResult, checkpoint_step, latest_checkpoint, train
+from studio.train.spec import check_objective
+from studio.train.spec import PREFERENCE_OBJECTIVES, TrainSpec
 
 log = logging.getLogger("studio.job")
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.tasks import STALE_AFTER_SECONDS
-from studio.train.health import HealthWarning, evaluation_warnings, training_warnings
 from studio.store import JobRecord, Store
+from studio.train.health import HealthWarning, evaluation_warnings, training_warnings
 
 FORGET_AFTER_SECONDS = 24 * 3600  # stopped or lost workers drop out of the Workers view after a day
 PREFERENCE_SERIES = {"reward_margin": "reward margin", "reward_accuracy": "preference accuracy"}

@@ -21,8 +21,8 @@ from jobs.reporting import record_failure
 from jobs.run import job_folder
 from studio.errors import JobError
 from studio.settings import load_settings
-from studio.train.spec import PREFERENCE_OBJECTIVES
 from studio.store import JobRecord, Store, now
+from studio.train.spec import PREFERENCE_OBJECTIVES
 
 HEARTBEAT_SECONDS = 2
 STALE_AFTER_SECONDS = 30

@@ -5,11 +5,11 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from studio.train.recipe import frozen_linears_in_bf16
 from studio.train.speed.bf16_activations import activations_in_bf16
 from studio.train.speed.lora_fused import fuse_lora_products
 from studio.train.speed.packing import PackingCollator, use_packed_rows
 from studio.train.trainer import answer_loss
-from studio.train.recipe import frozen_linears_in_bf16
 
 
 def loss_and_grads(model, batch, weights, autocast: bool):

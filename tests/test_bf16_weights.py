@@ -4,10 +4,10 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
+from studio.train.recipe import frozen_linears_in_bf16
 from studio.train.speed.batching import PaddingCollator
 from studio.train.speed.lora_fused import fuse_lora_products
 from studio.train.trainer import answer_loss
-from studio.train.recipe import frozen_linears_in_bf16
 
 
 def test_bf16_frozen_weights_give_the_float32_loss_and_gradients_within_its_precision(bundled_dir, tokenizer):

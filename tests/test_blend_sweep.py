@@ -8,8 +8,8 @@ from conftest import CODEWORD_RECORDS, FIXTURES, run_cli
 from studio.data.blending import blend_datasets, describe_blend, plan_blend
 from studio.data.instructions import inspect_file, load_records, save_dataset
 from studio.errors import DataError, SpecError
-from studio.train.spec import TrainSpec
 from studio.store import Store
+from studio.train.spec import TrainSpec
 from studio.train.sweeps import parse_sweep, sweep_results, sweep_specs
 
 GENERAL = [{"instruction": f"What is {a} plus {b}?", "input": "", "output": f"{a} plus {b} is {a + b}."} for a in range(6) for b in range(10)]

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 from conftest import FIXTURES, pick, running_studio, save_codewords, set_slider
 
-from studio.data.instructions import inspect_file, save_dataset
 from studio.data.held_out import adapter_dataset, validation_records
+from studio.data.instructions import inspect_file, save_dataset
 
 LOGIN = {"username": "me", "password": "secret"}
 

@@ -12,8 +12,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 from studio.chat.server import FairQueue, GenerationSettings, ModelServer, choose, choose_listed
-from studio.data.prompts import build_prompt
 from studio.cli.commands import main
+from studio.data.prompts import build_prompt
 from studio.errors import ChatError, NotFound
 from studio.feedback.votes import record_vote, win_rates
 

@@ -5,8 +5,8 @@ import json
 import pytest
 from conftest import quick_spec, train_now
 
-from studio.train.continuation import start_adapter
 from studio.errors import SpecError
+from studio.train.continuation import start_adapter
 
 
 def test_a_run_continues_from_an_adapter_keeps_its_shape_and_records_its_parent(trained):

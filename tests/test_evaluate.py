@@ -65,9 +65,9 @@ def test_cli_evaluate_of_an_unknown_adapter_exits_2(studio_env):
 
 
 def test_a_test_file_attached_to_a_dataset_is_checked_and_overlap_with_training_rows_flagged(settings, store, codeword_file, tokenizer):
+    from studio.data.held_out import training_records
     from studio.errors import DataError
     from studio.evaluate.measure import attach_test_file
-    from studio.data.held_out import training_records
 
     dataset = save_codewords(settings, store, codeword_file, tokenizer)
     test_file = settings.home / "mine.jsonl"

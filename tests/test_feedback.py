@@ -8,9 +8,9 @@ import pytest
 from conftest import run_cli
 
 from studio.cli.commands import main
+from studio.data.preferences import inspect_preferences
 from studio.errors import ChatError, DataError
 from studio.feedback.items import Answered, correct, drop, export, feedback_items, select, vote
-from studio.data.preferences import inspect_preferences
 from studio.feedback.votes import leaderboard, win_rates
 
 QUESTION = [{"role": "user", "content": "What is the codeword for boats?"}]

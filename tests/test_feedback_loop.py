@@ -7,11 +7,11 @@ from conftest import CODEWORD_RECORDS
 from jobs.control import cancel_job, feedback_plan, submit_feedback_training
 from jobs.run import run_job
 from jobs.tasks import release_waiting
+from studio.adapters.lineage import lineage
+from studio.data.held_out import training_records
 from studio.data.instructions import load_records
 from studio.errors import ChatError
-from studio.data.held_out import training_records
 from studio.feedback.items import MIN_CORRECTIONS, Answered, correct, training_plan, vote
-from studio.adapters.lineage import lineage
 
 SETTINGS = {"temperature": 0.0, "top_p": 0.9, "max_new_tokens": 16, "seed": 0, "system_prompt": ""}
 

@@ -10,10 +10,10 @@ from transformers import AutoModelForCausalLM
 
 from studio.data.prompts import build_prompt
 from studio.errors import ExportError
-from studio.models.generate import greedy_ids
-from studio.export.merge import check_prompts
 from studio.export.gguf import chat_template, export_gguf, render_chat_template
 from studio.export.llama_runner import answers as gguf_answers
+from studio.export.merge import check_prompts
+from studio.models.generate import greedy_ids
 
 CONVERSATIONS = [
     ("", [{"role": "user", "content": "What is the codeword for boats?"}]),

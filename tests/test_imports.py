@@ -7,9 +7,9 @@ import zipfile
 import pytest
 from conftest import run_artifact_now, run_cli
 
+from studio.adapters.imports import import_adapter, resolve_adapter
 from studio.chat.server import GenerationSettings, ModelServer, choose
 from studio.errors import AdapterImportError, NotFound
-from studio.adapters.imports import import_adapter, resolve_adapter
 
 QUESTION = "What is the codeword for boats?"
 

@@ -6,8 +6,8 @@ import sys
 import llama_cpp
 import pytest
 
-from studio.export import llama_runner
 from studio.errors import ExportError
+from studio.export import llama_runner
 from studio.models.catalog import BUNDLED_GGUF, _bundled_gguf_dir
 
 AMX_BUILD = llama_runner.extra_buffers_crash(llama_cpp.llama_print_system_info().decode())

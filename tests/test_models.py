@@ -76,8 +76,8 @@ def test_model_cards_name_the_base_as_the_world_knows_it(ref, name):
 
 
 def test_an_adapters_card_names_the_real_base_model_in_its_header_text_and_code(tmp_path):
-    from studio.train.spec import TrainSpec
     from studio.train.recipe import TrainInputs, TrainResult, model_card
+    from studio.train.spec import TrainSpec
 
     inputs = TrainInputs(TrainSpec(), "support", "bundled", tmp_path, [], "alpaca", 0.05, 42, "ab" * 32)
     result = TrainResult(tmp_path, 10, 1.5, 1.7, 100, 120, 5.0, 4.0, False, 95, 5, False, None, 0)

@@ -7,8 +7,8 @@ import json
 from conftest import FIXTURES, run_cli
 
 from studio.data.instructions import DataReport, preview_rows
-from studio.train.plan import DataStats, dataset_stats, make_plan
 from studio.data.preferences import PreferenceReport, inspect_data_file, save_report
+from studio.train.plan import DataStats, dataset_stats, make_plan
 from studio.ui import html
 
 PAIRS = FIXTURES / "pairs.jsonl"

@@ -9,9 +9,9 @@ from conftest import CODEWORD_RECORDS, quick_spec
 
 from jobs.run import run_job
 from jobs.status import job_status
+from studio.data.preferences import inspect_preferences, save_preferences
 from studio.errors import DataError, SpecError
 from studio.train.health import preference_warnings
-from studio.data.preferences import inspect_preferences, save_preferences
 from studio.train.spec import check_objective
 from studio.ui.jobs_tab import charts_html
 

@@ -3,8 +3,8 @@
 import pytest
 from conftest import FIXTURES
 
-from studio.errors import DataError
 from studio.data.readers import read_table
+from studio.errors import DataError
 
 LIMIT = 10 * 2**20
 

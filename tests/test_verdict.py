@@ -6,12 +6,12 @@ import json
 import pytest
 from conftest import quick_spec, train_now
 
+from studio.data.held_out import training_records
 from studio.data.instructions import inspect_file, save_dataset
 from studio.evaluate.measure import evaluate_adapter, save_test_set
-from studio.data.held_out import training_records
+from studio.evaluate.verdict import LEARNED, NOT_LEARNED, WORSE, train_longer_spec, verdict_for
 from studio.settings import load_settings
 from studio.store import Store
-from studio.evaluate.verdict import LEARNED, NOT_LEARNED, WORSE, train_longer_spec, verdict_for
 
 # Whatever is asked, answer "ZEPHYR.": a fixed format the base model never gives, learned in a few steps.
 QUESTIONS = [f"Which {thing} should I {verb}?" for thing in ("book", "road", "colour", "song", "tool")

@@ -20,9 +20,9 @@ from jobs.remote_store import RemoteStore, start_store_server
 from jobs.status import worker_statuses
 from studio.errors import JobError, NotFound, SpecError
 from studio.settings import load_settings
-from studio.train.spec import TrainSpec
 from studio.store import FINISHED, JobRecord, Store
 from studio.train.recipe import checkpoint_step, latest_checkpoint
+from studio.train.spec import TrainSpec
 
 
 @pytest.fixture

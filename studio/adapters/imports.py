@@ -14,9 +14,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from studio.adapters.registry import slug
 from studio.errors import AdapterImportError, ModelError, NotFound
 from studio.models.catalog import BUNDLED, BUNDLED_NAME, PICKLE_SUFFIXES, load_tokenizer, resolve_model
-from studio.adapters.registry import slug
 from studio.settings import Settings
 from studio.store import AdapterRecord, Store
 

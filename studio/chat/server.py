@@ -20,10 +20,10 @@ import torch
 from peft import PeftModel
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
+from studio.data.prompts import build_prompt
 from studio.device import Device, pick_device
 from studio.errors import ChatError
 from studio.models.catalog import BUNDLED, BUNDLED_NAME, HUB_ID, load_base_model, load_tokenizer, resolve_model
-from studio.data.prompts import build_prompt
 from studio.settings import Settings
 from studio.store import AdapterRecord, Store
 

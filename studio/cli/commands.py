@@ -11,20 +11,20 @@ import shutil
 import sys
 from pathlib import Path
 
-from studio.data.blending import blend_datasets, plan_blend
+from studio.adapters.imports import resolve_adapter
 from studio.cli.feedback import add_commands as add_feedback_commands
+from studio.data.blending import blend_datasets, plan_blend
 from studio.data.instructions import DEFAULT_MAX_LENGTH, inspect_file
+from studio.data.preferences import inspect_data_file, save_report
 from studio.device import pick_device
 from studio.errors import StudioError
-from studio.models.catalog import load_tokenizer, resolve_model
-from studio.train.plan import PRESET_FLAGS, dataset_stats, make_plan, measured_tokens_per_second
-from studio.data.preferences import inspect_data_file, save_report
-from studio.train.spec import check_objective
-from studio.settings import Settings, load_settings
-from studio.train.spec import PREFERENCE_OBJECTIVES, TrainSpec
 from studio.export.merge import DTYPES
-from studio.adapters.imports import resolve_adapter
+from studio.models.catalog import load_tokenizer, resolve_model
+from studio.settings import Settings, load_settings
 from studio.store import DatasetRecord, JobRecord, Store
+from studio.train.plan import PRESET_FLAGS, dataset_stats, make_plan, measured_tokens_per_second
+from studio.train.spec import check_objective
+from studio.train.spec import PREFERENCE_OBJECTIVES, TrainSpec
 from studio.train.sweeps import parse_sweep, sweep_specs
 
 

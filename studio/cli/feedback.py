@@ -5,9 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+from studio.data.preferences import DEFAULT_MAX_LENGTH, ISSUE_KINDS, inspect_preferences, save_preferences
 from studio.feedback.items import export, feedback_items
 from studio.models.catalog import load_tokenizer, resolve_model
-from studio.data.preferences import DEFAULT_MAX_LENGTH, ISSUE_KINDS, inspect_preferences, save_preferences
 from studio.settings import load_settings
 from studio.store import Store
 

@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.errors import DataError
 from studio.data.prompts import DEFAULT_TEMPLATE, Segment, get_template, render, token_ids
 from studio.data.readers import Table, read_table
-from studio.store import DatasetRecord, Store
+from studio.errors import DataError
 from studio.settings import EXAMPLES_DIR
+from studio.store import DatasetRecord, Store
 
 ROLE_ALIASES = {
     "instruction": ["instruction", "prompt", "question", "query", "instruct", "task"],

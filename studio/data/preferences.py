@@ -16,9 +16,9 @@ from pathlib import Path
 
 from studio.data.instructions import (DEFAULT_VALIDATION_FRACTION, DataReport, IssueKind, _text, inspect_table, parse_turns, save_dataset,
                          store_records)
-from studio.errors import DataError
 from studio.data.prompts import token_ids
 from studio.data.readers import Table, read_table
+from studio.errors import DataError
 from studio.store import DatasetRecord, Store
 
 PROMPT_COLUMNS = ["prompt", "question", "query"]

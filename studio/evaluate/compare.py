@@ -6,12 +6,12 @@ without an adapter. The Compare tab renders these tables; they are plain data so
 
 from dataclasses import dataclass
 
-from studio.evaluate.measure import changes
 from studio.adapters.lineage import lineage
 from studio.data.prompts import question_of
+from studio.evaluate.measure import changes
+from studio.evaluate.verdict import Verdict, verdict_for
 from studio.store import AdapterRecord, EvaluationRecord, Store
 from studio.train.sweeps import SweepResult
-from studio.evaluate.verdict import Verdict, verdict_for
 
 BASE = "base"  # the choice that stands for the base model without an adapter
 # What each evaluation measure means, in plain words, and whether lower is better.

@@ -13,10 +13,10 @@ from typing import Callable
 
 from studio.data.held_out import MAX_ANSWERS, adapter_dataset, examples, training_records, validation_records
 from studio.data.instructions import load_records
+from studio.data.prompts import encode, get_template, render
 from studio.errors import DataError
 from studio.models.catalog import load_base_model, resolve_model
 from studio.models.generate import greedy_batch
-from studio.data.prompts import encode, get_template, render
 from studio.store import AdapterRecord, DatasetRecord, EvaluationRecord, Store
 
 MAX_NEW_TOKENS = 128

@@ -10,8 +10,8 @@ import dataclasses
 import statistics
 from dataclasses import dataclass
 
-from studio.train.spec import TrainSpec
 from studio.store import AdapterRecord, EvaluationRecord, Store
+from studio.train.spec import TrainSpec
 
 LEARNED = "learned"
 PARTLY = "learned partly"

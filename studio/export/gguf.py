@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from studio.export import llama_runner
-from studio.errors import ExportError
-from studio.export.merge import VERIFY_NEW_TOKENS, Progress, staging_for, zip_folder
 from studio.data.prompts import get_template
+from studio.errors import ExportError
+from studio.export import llama_runner
+from studio.export.merge import VERIFY_NEW_TOKENS, Progress, staging_for, zip_folder
 from studio.settings import TEMPLATES_DIR
 
 KINDS = ("f16", "q8_0", "q4_k_m")  # q4_k_m: llama.cpp's usual 4-bit choice; tensors it cannot pack fall back to q5/q8

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from studio.errors import ExportError
-from studio.export.merge import VERIFY_NEW_TOKENS, staging_for, zip_folder
 from studio.export import llama_runner
 from studio.export.gguf import CONVERTER_DIR, chat_template, convert
+from studio.export.merge import VERIFY_NEW_TOKENS, staging_for, zip_folder
 from studio.models.catalog import public_name
 from studio.settings import TEMPLATES_DIR
 
@@ -84,8 +84,8 @@ def adapter_answers(adapter_dir: Path, base_dir: Path, prompts: list[str]) -> li
     from transformers import AutoTokenizer
 
     from studio.device import pick_device
-    from studio.models.generate import greedy_ids
     from studio.models.catalog import load_base_model
+    from studio.models.generate import greedy_ids
 
     model = PeftModel.from_pretrained(load_base_model(base_dir, quantize_4bit=False, device=pick_device()), str(adapter_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))

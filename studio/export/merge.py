@@ -12,13 +12,13 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
+from studio.data.held_out import adapter_dataset, examples, validation_records
 from studio.data.instructions import load_records
 from studio.errors import ExportError, StudioError
-from studio.data.held_out import adapter_dataset, examples, validation_records
-from studio.models.generate import greedy_ids
 from studio.models.catalog import load_base_model, public_name
-from studio.store import AdapterRecord, MergeRecord, Store
+from studio.models.generate import greedy_ids
 from studio.settings import TEMPLATES_DIR
+from studio.store import AdapterRecord, MergeRecord, Store
 
 DTYPES = ("float32", "bfloat16", "float16")  # torch dtype names: full precision, as merging needs
 VERIFY_NEW_TOKENS = 24

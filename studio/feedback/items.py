@@ -14,10 +14,10 @@ from pathlib import Path
 
 from studio.adapters.lineage import FEEDBACK_SOURCE, count_of, items_in_words
 from studio.data.instructions import store_records
-from studio.errors import ChatError
 from studio.data.prompts import get_template
-from studio.store import AdapterRecord, DatasetRecord, Store
+from studio.errors import ChatError
 from studio.feedback.votes import record_vote
+from studio.store import AdapterRecord, DatasetRecord, Store
 
 
 @dataclass(frozen=True)
@@ -231,8 +231,8 @@ def replay_rows(store: Store, adapter: AdapterRecord, count: int) -> list[dict]:
     """Up to `count` rows the adapter trained on (seeded), to train beside the corrections: a handful of corrections
     alone, seen several times, pull the whole adapter towards them, and it unlearns the rest (the feedback-loop
     benchmark's validation loss rose 1.585 -> 2.767 without them). Validation rows stay out: they measure the result."""
-    from studio.errors import EvaluationError
     from studio.data.held_out import adapter_dataset, training_records
+    from studio.errors import EvaluationError
 
     try:
         dataset = adapter_dataset(store, adapter)

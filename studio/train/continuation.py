@@ -11,8 +11,8 @@ from pathlib import Path
 
 from studio.errors import SpecError
 from studio.models.catalog import BUNDLED, resolve_model
-from studio.train.spec import TrainSpec
 from studio.store import AdapterRecord, Store
+from studio.train.spec import TrainSpec
 
 ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj"}
 

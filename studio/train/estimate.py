@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.device import peak_flops, pick_device
-from studio.train.spec import TrainSpec
 from studio.train.recipe import total_steps
+from studio.train.spec import TrainSpec
 
 TYPICAL_CPU_UTILISATION = 0.35  # measured 0.38-0.41 on 2-core AVX2 and AVX-512-BF16 CPUs alike: estimate a little long
 GPU_TOKENS_PER_SECOND_PER_PARAMETER = 8000.0 * 134_515_008  # a typical GPU trained the 135M model at ~8000 tokens/s
@@ -29,11 +29,12 @@ class Estimate:
     def describe(self, device: str) -> str:
         share = 100 * self.trainable_parameters / max(self.base_parameters, 1)
         return (f"**{self.trainable_parameters:,}** parameters will train ({share:.2f}% of {self.base_parameters / 1e6:.0f}M). "
-                f"Memory: about **{self.memory_gb:.1f} GB**. Time: roughly **{_duration(self.minutes)}** "
+                f"Memory: about **{self.memory_gb:.1f} GB**. Time: roughly **{duration_in_words(self.minutes)}** "
                 f"for {self.steps} steps on this machine's {device.upper()}.")
 
 
-def _duration(minutes: float) -> str:
+def duration_in_words(minutes: float) -> str:
+    """'12 min', or '2.5 h' from 90 minutes on."""
     return f"{max(1, round(minutes))} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 

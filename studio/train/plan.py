@@ -26,13 +26,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from studio.data.instructions import count_tokens, load_records, split_indices
-from studio.errors import SpecError
-from studio.train.estimate import estimate
-from studio.models.catalog import load_tokenizer
 from studio.data.preferences import count_pair_tokens
 from studio.data.prompts import get_template, render
-from studio.train.spec import TrainSpec
+from studio.errors import SpecError
+from studio.models.catalog import load_tokenizer
 from studio.store import DatasetRecord, Store
+from studio.train.estimate import duration_in_words, estimate
+from studio.train.spec import TrainSpec
 
 PRESETS = ["Auto", "Quick test", "Balanced", "Thorough"]
 PRESET_FLAGS = {"auto": "Auto", "quick": "Quick test", "balanced": "Balanced", "thorough": "Thorough"}  # the CLI's names
@@ -105,7 +105,7 @@ class Plan:
             "each seen once" if self.passes >= 0.95 else f"{self.passes:.0%} of them seen once")
         what = f"{OBJECTIVE_NAMES[spec.objective]} on " if s.pairs and spec.objective in OBJECTIVE_NAMES else ""
         lines = [f"**{self.preset}**: {what}{s.rows} {kind} ({s.train_rows} to train on, {held}), {seen}: "
-                 f"**{self.steps} steps** of {spec.batch_size * spec.gradient_accumulation}, about **{_duration(self.minutes)}** on this machine."]
+                 f"**{self.steps} steps** of {spec.batch_size * spec.gradient_accumulation}, about **{duration_in_words(self.minutes)}** on this machine."]
         lines.append(f"Learning rate {spec.learning_rate:g} ({_rate_reason(spec, s.pairs, self.passes)}), rank {spec.rank}, alpha {spec.lora_alpha}"
                      + (f", beta {spec.beta:g} (how closely the adapter stays to where it started)." if s.pairs else "."))
         if s.pairs:
@@ -133,10 +133,6 @@ def _rate_reason(spec: TrainSpec, pairs: bool, passes: float) -> str:
         return (f"twice the usual for {METHOD_NAMES[spec.method]} at rank {spec.rank}, with adapter dropout {spec.lora_dropout:g}: "
                 "few examples seen many times are otherwise learned word for word instead of what they say")
     return f"suited to {METHOD_NAMES[spec.method]} at rank {spec.rank}"
-
-
-def _duration(minutes: float) -> str:
-    return f"{max(1, round(minutes))} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
 def learning_rate(method: str, rank: int) -> float:

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from transformers.trainer_callback import PrinterCallback
 
-from studio.data.prompts import build_prompt
 from studio.data.instructions import split_indices
+from studio.data.prompts import build_prompt
 from studio.device import Device, pick_device
 from studio.train.health import preference_warnings, zero_lora_layers
 from studio.train.recipe import (Reporter, StudioCallback, TrainInputs, TrainResult, adapter_model, checkpoint_to_resume,

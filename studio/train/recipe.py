@@ -21,19 +21,19 @@ import torch
 from transformers import AutoTokenizer, EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from studio.train import token_cache
-from studio.train.speed.batching import PaddingCollator
-from studio.train.speed.bf16_activations import activations_in_bf16
 from studio.data.instructions import split_indices
+from studio.data.prompts import encode, get_template, render
 from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
 from studio.errors import JobError, SpecError, TrainingDiverged
-from studio.train.health import diverged_message, zero_lora_layers
-from studio.train.speed.lora_fused import fuse_lora_products
 from studio.models.catalog import HUB_ID, load_base_model, lora_targets, public_name
-from studio.train.speed.packing import PackingCollator, packs_rows, use_packed_rows
-from studio.data.prompts import encode, get_template, render
-from studio.train.spec import TrainSpec
 from studio.settings import TEMPLATES_DIR
+from studio.train import token_cache
+from studio.train.health import diverged_message, zero_lora_layers
+from studio.train.spec import TrainSpec
+from studio.train.speed.batching import PaddingCollator
+from studio.train.speed.bf16_activations import activations_in_bf16
+from studio.train.speed.lora_fused import fuse_lora_products
+from studio.train.speed.packing import PackingCollator, packs_rows, use_packed_rows
 
 log = logging.getLogger("studio.train.recipe")
 COMPLETE_MARKER = "studio-complete.json"

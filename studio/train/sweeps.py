@@ -6,8 +6,8 @@ import itertools
 from dataclasses import dataclass
 
 from studio.errors import SpecError
-from studio.train.spec import TrainSpec
 from studio.store import AdapterRecord, EvaluationRecord, Store
+from studio.train.spec import TrainSpec
 
 MAX_RUNS = 12  # a grid larger than this is more likely a typo than a plan
 

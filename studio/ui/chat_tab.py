@@ -7,17 +7,17 @@ import threading
 import gradio as gr
 
 from jobs.control import feedback_plan, submit_feedback_training
+from studio.adapters.lineage import lineage
 from studio.chat.server import GenerationSettings, ModelServer, choose_listed
 from studio.errors import ChatError, StudioError
 from studio.feedback.items import MIN_CORRECTIONS, Answered, correct, drop, feedback_items, swapped_sides
-from studio.adapters.lineage import lineage
 from studio.feedback.items import vote as record_feedback_vote
+from studio.feedback.votes import WINNERS, leaderboard, win_rates
 from studio.models.catalog import BUNDLED_NAME
 from studio.settings import Settings
 from studio.store import Store
 from studio.ui.errors import shown_to_user
 from studio.ui.refresh import on_show
-from studio.feedback.votes import WINNERS, leaderboard, win_rates
 
 VOTE_HEADERS = ["model 1", "model 2", "up to", "votes", "1 wins", "2 wins", "ties", "1 win rate"]
 LEADERBOARD_HEADERS = ["model", "rating", "95% range", "votes", "wins"]

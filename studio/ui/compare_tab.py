@@ -6,9 +6,9 @@ from html import escape
 import gradio as gr
 
 from jobs.control import submit_evaluation
-from studio.evaluate import compare
-from studio.errors import StudioError
 from studio.adapters.lineage import lineage
+from studio.errors import StudioError
+from studio.evaluate import compare
 from studio.store import Store
 from studio.train.sweeps import sweep_results
 from studio.ui import html

@@ -6,13 +6,13 @@ from pathlib import Path
 import gradio as gr
 
 from studio.data.instructions import DEFAULT_MAX_LENGTH, EXAMPLE_DATASET, ISSUE_KINDS, PREVIEW_ROWS, DataReport, IssueKind, preview_rows
-from studio.errors import StudioError
-from studio.evaluate.measure import attach_test_file
-from studio.models.catalog import load_tokenizer
 from studio.data.preferences import ISSUE_KINDS as PAIR_ISSUE_KINDS
 from studio.data.preferences import PreferenceReport, inspect_data_file, save_report
 from studio.data.prompts import templates
 from studio.data.readers import FORMATS
+from studio.errors import StudioError
+from studio.evaluate.measure import attach_test_file
+from studio.models.catalog import load_tokenizer
 from studio.settings import Settings
 from studio.store import DatasetRecord, Store
 from studio.ui import html

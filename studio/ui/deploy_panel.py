@@ -11,16 +11,16 @@ import gradio as gr
 
 from jobs.control import submit_export
 from jobs.status import job_status
+from studio.adapters.imports import import_adapter
 from studio.errors import StudioError
 from studio.export.gguf import KINDS
-from studio.adapters.imports import import_adapter
 from studio.settings import load_settings
 from studio.store import Store
 from studio.ui import html
 from studio.ui.errors import shown_to_user
-from studio.ui.refresh import on_show
 from studio.ui.jobs_tab import progress_html
 from studio.ui.merge_tab import adapter_choices
+from studio.ui.refresh import on_show
 
 FORMATS = [("GGUF for llama.cpp and Ollama (merged, checked with llama.cpp)", "gguf"),
            ("LoRA for serving: vLLM layout and a GGUF LoRA", "lora")]

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import gradio as gr
 
+from studio.adapters.registry import slug
 from studio.errors import StudioError
 from studio.export.merge import export_adapter, export_merged
-from studio.adapters.registry import slug
 from studio.store import Store
 from studio.ui import html
 from studio.ui import deploy_panel
 from studio.ui.errors import shown_to_user
-from studio.ui.refresh import on_show
 from studio.ui.merge_tab import adapter_choices
+from studio.ui.refresh import on_show
 from studio.ui.served_files import DOWNLOAD_LIFETIME_S
 
 def merged_choices(store: Store) -> list[tuple[str, int]]:

@@ -10,12 +10,12 @@ from jobs.control import can_cancel, can_resume, cancel_job, resume_job, submit_
 from jobs.run import job_folder
 from jobs.status import JobStatus, job_status, log_tail, worker_statuses
 from studio.errors import JobError
+from studio.evaluate.verdict import LEARNED, train_longer_spec, verdict_for
 from studio.settings import Settings
-from studio.train.spec import PREFERENCE_OBJECTIVES
 from studio.store import JobRecord, Store
+from studio.train.spec import PREFERENCE_OBJECTIVES
 from studio.ui.chart import loss_chart, step_chart
 from studio.ui.errors import shown_to_user
-from studio.evaluate.verdict import LEARNED, train_longer_spec, verdict_for
 
 HEADERS = ["id", "name", "state", "queue", "progress", "worker", "created", "history"]
 WORKER_HEADERS = ["worker", "device", "state", "job", "last heartbeat"]

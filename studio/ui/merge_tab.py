@@ -10,8 +10,8 @@ from studio.export.merge import DTYPES
 from studio.store import Store
 from studio.ui import html
 from studio.ui.errors import shown_to_user
-from studio.ui.refresh import on_show
 from studio.ui.jobs_tab import progress_html
+from studio.ui.refresh import on_show
 
 MERGED_HEADERS = ["id", "adapter", "precision", "prompts checked", "folder", "created"]
 DTYPE_HELP = ("float32 keeps the adapter exact (largest files). bfloat16 and float16 halve the size; "

@@ -12,14 +12,14 @@ from jobs.control import submit_sweep, submit_training
 from studio.data.blending import blend_datasets, describe_blend, plan_blend
 from studio.device import pick_device
 from studio.errors import StudioError
-from studio.train.estimate import estimate
 from studio.evaluate.measure import save_test_set
 from studio.models.catalog import BUNDLED, load_tokenizer, resolve_model
+from studio.settings import Settings
+from studio.store import Store
+from studio.train.estimate import estimate
 from studio.train.plan import PRESETS, dataset_stats, make_plan, measured_tokens_per_second, preset_help
 from studio.train.spec import check_objective
-from studio.settings import Settings
 from studio.train.spec import TrainSpec, label
-from studio.store import Store
 from studio.train.sweeps import parse_sweep, sweep_specs
 from studio.ui.data_tab import dataset_choices
 from studio.ui.errors import shown_to_user
