@@ -7,29 +7,21 @@ import threading
 import gradio as gr
 
 from jobs.control import feedback_plan, submit_feedback_training
-from studio.adapters.lineage import lineage
 from studio.chat.server import GenerationSettings, ModelServer, choose_listed
 from studio.errors import ChatError, StudioError
 from studio.feedback.items import MIN_CORRECTIONS, Answered, correct, drop, feedback_items, swapped_sides
 from studio.feedback.items import vote as record_feedback_vote
 from studio.feedback.votes import WINNERS, leaderboard, win_rates
-from studio.models.catalog import BUNDLED_NAME
+
 from studio.settings import Settings
 from studio.store import Store
 from studio.ui.errors import shown_to_user
+from studio.ui.pickers import model_choices
 from studio.ui.refresh import on_show
 
 VOTE_HEADERS = ["model 1", "model 2", "up to", "votes", "1 wins", "2 wins", "ties", "1 win rate"]
 LEADERBOARD_HEADERS = ["model", "rating", "95% range", "votes", "wins"]
 FEEDBACK_HEADERS = ["item", "when (UTC)", "verdict", "message", "preferred answer", "other answer"]
-
-
-def model_choices(store: Store) -> list[tuple[str, str]]:
-    adapters = [(f"{a.name} (adapter #{a.id}{', stopped early' if a.status == 'cancelled' else ''})"
-                 f"{f' - {origin}' if (origin := lineage(store, a)) else ''}", f"adapter:{a.id}") for a in store.adapters()]
-    names = {a.id: a.name for a in store.adapters()}
-    merged = [(f"{names.get(m.adapter_id, 'adapter')} merged ({m.dtype}, model #{m.id})", f"base:{m.path}") for m in store.merges()]
-    return [(f"{BUNDLED_NAME} (base model)", "base:bundled")] + adapters + merged
 
 
 def vote_rows(store: Store) -> list[list]:

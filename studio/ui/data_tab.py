@@ -17,6 +17,7 @@ from studio.settings import Settings
 from studio.store import DatasetRecord, Store
 from studio.ui import html
 from studio.ui.errors import shown_to_user
+from studio.ui.pickers import dataset_choices
 from studio.ui.refresh import on_show
 
 ROLES = ["instruction", "input", "output", "messages"]
@@ -33,11 +34,6 @@ START_HERE = """**New here? Five steps from examples to your own model.**
 def dataset_rows(store: Store) -> list[list]:
     return [[d.id, d.name, d.rows, d.format, d.template, round(d.validation_fraction * 100), html.readable_time(d.created)]
             for d in store.datasets()]
-
-
-def dataset_choices(store: Store) -> list[tuple[str, int]]:
-    """Saved datasets as a picker's choices, newest first (the Train tab's too)."""
-    return [(f"{d.name} ({d.rows} rows, #{d.id})", d.id) for d in store.datasets()]
 
 
 def saved_note(store: Store, record: DatasetRecord, existed: bool) -> str:

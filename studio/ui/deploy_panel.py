@@ -18,17 +18,12 @@ from studio.settings import load_settings
 from studio.store import Store
 from studio.ui import html
 from studio.ui.errors import shown_to_user
-from studio.ui.jobs_tab import progress_html
-from studio.ui.merge_tab import adapter_choices
+from studio.ui.html import progress_html
+from studio.ui.pickers import adapter_choices, export_choices
 from studio.ui.refresh import on_show
 
 FORMATS = [("GGUF for llama.cpp and Ollama (merged, checked with llama.cpp)", "gguf"),
            ("LoRA for serving: vLLM layout and a GGUF LoRA", "lora")]
-
-
-def export_choices(store: Store) -> list[tuple[str, int]]:
-    names = {a.id: a.name for a in store.adapters()}
-    return [(f"#{e.id} {names.get(e.adapter_id, '?')} {e.format}", e.id) for e in store.exports()]
 
 
 def build(store: Store, page: gr.Tab, downloads: Path) -> None:

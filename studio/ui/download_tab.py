@@ -16,13 +16,9 @@ from studio.store import Store
 from studio.ui import html
 from studio.ui import deploy_panel
 from studio.ui.errors import shown_to_user
-from studio.ui.merge_tab import adapter_choices
+from studio.ui.pickers import adapter_choices, merged_choices
 from studio.ui.refresh import on_show
 from studio.ui.served_files import DOWNLOAD_LIFETIME_S
-
-def merged_choices(store: Store) -> list[tuple[str, int]]:
-    names = {a.id: a.name for a in store.adapters()}
-    return [(f"#{m.id} {names.get(m.adapter_id, '?')} merged ({m.dtype})", m.id) for m in store.merges()]
 
 
 def ready(zip_path: Path) -> gr.DownloadButton:

@@ -1,10 +1,12 @@
-"""Small HTML renderers for reports, kept apart from the layout so they stay plain functions."""
+"""Small HTML renderers for reports and job progress, kept apart from the layout so they stay plain functions."""
 
 from datetime import datetime, timezone
 from html import escape
 
+from jobs.status import JobStatus
 from studio.data.instructions import DataReport, ignored_columns, length_histogram
 from studio.data.preferences import PreferenceReport
+from studio.store import JobRecord
 
 SPECIAL_TOKENS_NOTE = ("Text in <|…|> brackets is a special token of the model, not text from your file: "
                        "<|im_end|> closes each turn, and at the end of an answer it teaches the model where to stop.")
@@ -113,3 +115,35 @@ def histogram(report: DataReport | PreferenceReport) -> str:
         for label, count in bins
     )
     return f"<b>Tokens per row</b> ({over} over the maximum of {report.max_length})<table>{rows}</table>"
+
+
+def history(job: JobRecord) -> str:
+    """A job's notes on one line: an interruption and its resume stay visible after the job ends."""
+    return "; ".join((job.notes or "").splitlines())
+
+
+def progress_html(status: JobStatus) -> str:
+    job = status.job
+    parts = [f"<b>{escape(job.name)}</b> — <span class='studio-state'>{job.state}</span>"]
+    if status.queue_position:
+        parts.append(f"number {status.queue_position} in the queue")
+    if job.worker and job.state == "running":
+        parts.append(f"on worker {escape(job.worker)}")
+    if job.total_steps:
+        parts.append(f"step {job.step} of {job.total_steps}")
+    if status.epoch is not None:
+        parts.append(f"epoch {status.epoch:.2f}")
+    if status.seconds_left is not None:
+        parts.append(f"about {max(1, round(status.seconds_left / 60))} min left" if status.seconds_left >= 60 else f"about {round(status.seconds_left)} s left")
+    if status.tokens_per_second:
+        parts.append(f"{status.tokens_per_second:.0f} real tokens/s (padding not counted)")
+    if status.utilisation:
+        parts.append(f"about {status.utilisation:.0%} of this machine's compute in use (the arithmetic of the tokens trained per second, "
+                     "against the matrix-multiply speed this machine reached at the job's start; memory moves and small matrices keep it "
+                     "well below 100 %)")
+    bar = f"<progress value='{status.fraction:.3f}' max='1' style='width:100%'></progress>"
+    error = f"<div class='studio-error'>{escape(job.error)}</div>" if job.error else ""
+    note = f"<div class='studio-ok' id='job-stop-note'>{escape(status.stop_note)}</div>" if status.stop_note else ""
+    notes = f"<div id='job-history'>History: {escape(history(job))}</div>" if job.notes else ""
+    warnings = "".join(f"<div class='studio-warn'>⚠ {escape(w.message)}</div>" for w in status.warnings)
+    return f"<div id='job-progress-text'>{' · '.join(parts)}</div>{bar}{error}{note}{notes}<div id='job-health'>{warnings}</div>"

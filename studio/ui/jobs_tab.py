@@ -16,6 +16,8 @@ from studio.store import JobRecord, Store
 from studio.train.spec import PREFERENCE_OBJECTIVES
 from studio.ui.chart import loss_chart, step_chart
 from studio.ui.errors import shown_to_user
+from studio.ui.html import history, progress_html
+from studio.ui.pickers import job_choices
 
 HEADERS = ["id", "name", "state", "queue", "progress", "worker", "created", "history"]
 WORKER_HEADERS = ["worker", "device", "state", "job", "last heartbeat"]
@@ -37,11 +39,6 @@ def job_rows(store: Store) -> list[list]:
              history(j)] for j in store.jobs()]
 
 
-def history(job: JobRecord) -> str:
-    """A job's notes on one line: an interruption and its resume stay visible after the job ends."""
-    return "; ".join((job.notes or "").splitlines())
-
-
 def worker_rows(store: Store) -> list[list]:
     return [[w.id, w.device, w.state, w.job_id or "", _ago(w.seconds_since_heartbeat)] for w in worker_statuses(store)]
 
@@ -50,37 +47,6 @@ def _ago(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s ago"
     return f"{seconds / 60:.0f} min ago" if seconds < 5400 else f"{seconds / 3600:.0f} h ago"
-
-
-def job_choices(store: Store) -> list[tuple[str, int]]:
-    return [(f"#{j.id} {j.name} ({j.state})", j.id) for j in store.jobs()]
-
-
-def progress_html(status: JobStatus) -> str:
-    job = status.job
-    parts = [f"<b>{escape(job.name)}</b> — <span class='studio-state'>{job.state}</span>"]
-    if status.queue_position:
-        parts.append(f"number {status.queue_position} in the queue")
-    if job.worker and job.state == "running":
-        parts.append(f"on worker {escape(job.worker)}")
-    if job.total_steps:
-        parts.append(f"step {job.step} of {job.total_steps}")
-    if status.epoch is not None:
-        parts.append(f"epoch {status.epoch:.2f}")
-    if status.seconds_left is not None:
-        parts.append(f"about {max(1, round(status.seconds_left / 60))} min left" if status.seconds_left >= 60 else f"about {round(status.seconds_left)} s left")
-    if status.tokens_per_second:
-        parts.append(f"{status.tokens_per_second:.0f} real tokens/s (padding not counted)")
-    if status.utilisation:
-        parts.append(f"about {status.utilisation:.0%} of this machine's compute in use (the arithmetic of the tokens trained per second, "
-                     "against the matrix-multiply speed this machine reached at the job's start; memory moves and small matrices keep it "
-                     "well below 100 %)")
-    bar = f"<progress value='{status.fraction:.3f}' max='1' style='width:100%'></progress>"
-    error = f"<div class='studio-error'>{escape(job.error)}</div>" if job.error else ""
-    note = f"<div class='studio-ok' id='job-stop-note'>{escape(status.stop_note)}</div>" if status.stop_note else ""
-    notes = f"<div id='job-history'>History: {escape(history(job))}</div>" if job.notes else ""
-    warnings = "".join(f"<div class='studio-warn'>⚠ {escape(w.message)}</div>" for w in status.warnings)
-    return f"<div id='job-progress-text'>{' · '.join(parts)}</div>{bar}{error}{note}{notes}<div id='job-health'>{warnings}</div>"
 
 
 def charts_html(status: JobStatus) -> str:

@@ -10,16 +10,13 @@ from studio.export.merge import DTYPES
 from studio.store import Store
 from studio.ui import html
 from studio.ui.errors import shown_to_user
-from studio.ui.jobs_tab import progress_html
+from studio.ui.html import progress_html
+from studio.ui.pickers import adapter_choices
 from studio.ui.refresh import on_show
 
 MERGED_HEADERS = ["id", "adapter", "precision", "prompts checked", "folder", "created"]
 DTYPE_HELP = ("float32 keeps the adapter exact (largest files). bfloat16 and float16 halve the size; "
               "bfloat16 suits recent GPUs, float16 older ones.")
-
-
-def adapter_choices(store: Store) -> list[tuple[str, int]]:
-    return [(f"#{a.id} {a.name} ({a.method})", a.id) for a in store.adapters()]
 
 
 def merged_rows(store: Store) -> list[list]:

@@ -21,7 +21,7 @@ from studio.train.plan import PRESETS, dataset_stats, make_plan, measured_tokens
 from studio.train.spec import check_objective
 from studio.train.spec import TrainSpec, label
 from studio.train.sweeps import parse_sweep, sweep_specs
-from studio.ui.data_tab import dataset_choices
+from studio.ui.pickers import dataset_choices
 from studio.ui.errors import shown_to_user
 from studio.ui.refresh import on_show
 
