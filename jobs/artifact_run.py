@@ -11,7 +11,8 @@ from studio.evaluate.measure import evaluate_adapter
 from studio.evaluate.verdict import verdict_for, write_to_card
 from studio.export.gguf import export_gguf
 from studio.export.lora_serving import adapter_answers, check_servable, export_lora
-from studio.export.merge import adapter_template, check_prompts, merge_adapter, mix_adapters, mixed_dataset_hash
+from studio.export.merge import check_prompts, merge_adapter, mix_adapters, mixed_dataset_hash
+from studio.adapters.registry import adapter_template
 from studio.models.catalog import public_name, resolve_model
 from studio.settings import Settings
 from studio.store import JobRecord, MergeRecord, Store, now

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from jobs.queue import huey
 from jobs.tasks import enqueue, release_waiting, resume, train_job
-from studio.chat.server import saved_template
+from studio.adapters.registry import adapter_template
 from studio.errors import ExportError, JobError
 from studio.export.merge import DTYPES, check_mix
 from studio.feedback.items import TrainingPlan, feedback_datasets, training_plan
@@ -32,7 +32,7 @@ def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: Tra
 def feedback_plan(store: Store, adapter_id: int, refs: list[str]) -> TrainingPlan:
     """What Train on feedback will do with these items for this adapter (studio.feedback.items.training_plan)."""
     adapter = store.adapter(adapter_id)
-    return training_plan(store, refs, saved_template(adapter.path) or "chat")
+    return training_plan(store, refs, adapter_template(adapter))
 
 
 def submit_feedback_training(store: Store, datasets_dir: Path, adapter_id: int, refs: list[str]) -> list[JobRecord]:

@@ -21,7 +21,7 @@ from jobs.remote_store import RemoteStore, open_store
 from jobs.reporting import FollowerReporter, StoreReporter, record_failure
 from studio.adapters.lineage import describe
 from studio.adapters.registry import adapter_folder
-from studio.chat.server import saved_template
+from studio.adapters.registry import saved_template
 from studio.data.instructions import load_records
 from studio.models.catalog import resolve_model
 from studio.settings import Settings, load_settings

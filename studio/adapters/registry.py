@@ -1,8 +1,10 @@
 """Adapters as first-class artifacts: what base, data and settings made them, and how they did."""
 
+import json
 import re
 from pathlib import Path
 
+from studio.store import AdapterRecord
 
 
 def slug(name: str) -> str:
@@ -13,3 +15,17 @@ def slug(name: str) -> str:
 def adapter_folder(home: Path, job_id: int, name: str) -> Path:
     return home / "adapters" / f"job{job_id}-{slug(name)}"
 
+
+def saved_template(folder: Path) -> str | None:
+    """The template a studio adapter (spec.json) or a model merged from one (studio.json) was trained with."""
+    for name in ("spec.json", "studio.json"):
+        if (folder / name).is_file():
+            return json.loads((folder / name).read_text()).get("template")
+    return None
+
+
+def adapter_template(adapter: AdapterRecord) -> str:
+    """The prompt format a registered adapter was trained with: the one answer that export, chat and Train on
+    feedback give. Training, imports and mixes save it in spec.json; an adapter whose spec.json does not say
+    was trained before the studio offered a choice, on Alpaca."""
+    return saved_template(adapter.path) or "alpaca"

@@ -20,6 +20,7 @@ import torch
 from peft import PeftModel
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
+from studio.adapters.registry import adapter_template, saved_template
 from studio.data.prompts import build_prompt
 from studio.device import Device, pick_device
 from studio.errors import ChatError
@@ -106,8 +107,7 @@ def _model(ref: str, settings: Settings) -> Choice:
 
 def _registered(adapter: AdapterRecord, settings: Settings) -> Choice:
     base_dir = resolve_model(adapter.base_model, settings.models_dir)
-    template = saved_template(adapter.path) or _default_template(base_dir)
-    return Choice(f"adapter:{adapter.id}", f"{adapter.name} (#{adapter.id})", base_dir, adapter.path.resolve(), template)
+    return Choice(f"adapter:{adapter.id}", f"{adapter.name} (#{adapter.id})", base_dir, adapter.path.resolve(), adapter_template(adapter))
 
 
 def _adapter_folder(path: Path, settings: Settings) -> Choice:
@@ -118,14 +118,6 @@ def _adapter_folder(path: Path, settings: Settings) -> Choice:
     spec = json.loads(spec_file.read_text())
     base_dir = resolve_model(spec["base_model"], settings.models_dir)
     return Choice(f"folder:{path.resolve()}", path.name, base_dir, path.resolve(), spec.get("template") or _default_template(base_dir))
-
-
-def saved_template(folder: Path) -> str | None:
-    """The template a studio adapter (spec.json) or a model merged from one (studio.json) was trained with."""
-    for name in ("spec.json", "studio.json"):
-        if (folder / name).is_file():
-            return json.loads((folder / name).read_text()).get("template")
-    return None
 
 
 def _default_template(base_dir: Path) -> str:

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
+from studio.adapters.registry import adapter_template
 from studio.data.held_out import adapter_dataset, examples, validation_records
 from studio.data.instructions import load_records
 from studio.errors import ExportError, StudioError
@@ -114,12 +115,6 @@ def _merged_card(adapter: AdapterRecord, dtype: str, verified: int) -> str:
         name=adapter.name, base_model=public_name(adapter.base_model), dtype=dtype, method=adapter.method.upper(),
         dataset_hash=adapter.dataset_hash[:16] or "n/a", verified=verified, template=adapter_template(adapter),
     )
-
-
-def adapter_template(adapter: AdapterRecord) -> str:
-    """The prompt format an adapter was trained with, from its spec.json (Alpaca when it does not say)."""
-    spec_file = adapter.path / "spec.json"
-    return json.loads(spec_file.read_text()).get("template", "alpaca") if spec_file.exists() else "alpaca"
 
 
 def mix_adapters(adapters: list[AdapterRecord], weights: list[float], base_dir: Path, output: Path, name: str) -> int:
