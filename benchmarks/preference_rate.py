@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 from studio.data.instructions import content_hash
-from studio.models.catalog import bundled_model_dir, prepare_bundled_model
+from studio.models.catalog import bundled_model_dir, new_tokenizer, prepare_bundled_model
 from studio.settings import load_settings
 from studio.train.preference import train_preferences
-from studio.train.recipe import TrainInputs, train, training_tokenizer
+from studio.train.recipe import TrainInputs, train
 from studio.train.spec import TrainSpec
 
 FILLERS = ["I hope this helps, and feel free to ask me anything else!", "Let me know if you have any other questions.",
@@ -58,7 +58,7 @@ def held_out_accuracy(adapter_dir: Path, base_dir: Path, held_out: list[dict]) -
 
     from studio.data.prompts import build_prompt
 
-    tokenizer = training_tokenizer(base_dir)
+    tokenizer = new_tokenizer(base_dir, pad_with_eos=True)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32), str(adapter_dir))
     right = 0
     for pair in held_out:

@@ -15,7 +15,7 @@ from studio.data.held_out import MAX_ANSWERS, adapter_dataset, examples, trainin
 from studio.data.instructions import load_records
 from studio.data.prompts import encode, get_template, render
 from studio.errors import DataError
-from studio.models.catalog import load_base_model, resolve_model
+from studio.models.catalog import load_base_model, new_tokenizer, resolve_model
 from studio.models.generate import greedy_batch
 from studio.store import AdapterRecord, DatasetRecord, EvaluationRecord, Store
 
@@ -140,7 +140,7 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
 
     adapter = store.adapter(adapter_id)
     dataset = adapter_dataset(store, adapter)
-    tokenizer = _tokenizer(adapter.path)
+    tokenizer = new_tokenizer(adapter.path, pad_with_eos=True)
     rows_to_judge = held_out(store, dataset, test_dataset_id if test_dataset_id is not None else test_set_of(store, adapter, dataset), tokenizer)
     records = rows_to_judge.records
     base_dir = resolve_model(adapter.base_model, models_dir)
@@ -185,15 +185,6 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
         "adapter_unstopped": unstopped, "source": rows_to_judge.source, "overlap": rows_to_judge.overlap,
     }
     return store.add_evaluation(values, answers)
-
-
-def _tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 @dataclass(frozen=True)

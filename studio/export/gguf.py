@@ -138,8 +138,9 @@ def export_gguf(merged_dir: Path, name: str, template_name: str, kinds: list[str
     gguf-report.json).
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    from studio.models.catalog import new_tokenizer
     from studio.models.generate import greedy_ids
 
     _check_converter()
@@ -150,7 +151,7 @@ def export_gguf(merged_dir: Path, name: str, template_name: str, kinds: list[str
     staging, steps = staging_for(output), len(kinds) + 2
     try:
         staging.mkdir()
-        tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
+        tokenizer = new_tokenizer(merged_dir)
         model = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=torch.float32).eval()
         expected = [greedy_ids(model, tokenizer, p, VERIFY_NEW_TOKENS) for p in prompts]
         eos = model.generation_config.eos_token_id

@@ -18,7 +18,7 @@ from studio.errors import ExportError
 from studio.export import llama_runner
 from studio.export.gguf import CONVERTER_DIR, chat_template, convert
 from studio.export.merge import VERIFY_NEW_TOKENS, staging_for, zip_folder
-from studio.models.catalog import public_name
+from studio.models.catalog import load_base_model, new_tokenizer, public_name
 from studio.settings import TEMPLATES_DIR
 
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank takes
@@ -45,13 +45,11 @@ def export_lora(adapter_dir: Path, base_dir: Path, base_ref: str, name: str, tem
     report: the GGUF LoRA's agreement with them through llama.cpp. Raises ExportError for an adapter
     the servers cannot load or a converter that fails; nothing is written then.
     """
-    from transformers import AutoTokenizer
-
     config = check_servable(adapter_dir)
     staging = staging_for(output)
     try:
         staging.mkdir()
-        tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+        tokenizer = new_tokenizer(adapter_dir)
         hub_id = public_name(base_ref)
         vllm = staging / name
         vllm.mkdir()
@@ -81,14 +79,12 @@ def export_lora(adapter_dir: Path, base_dir: Path, base_ref: str, name: str, tem
 def adapter_answers(adapter_dir: Path, base_dir: Path, prompts: list[str]) -> list[list[int]]:
     """The adapter's greedy answers on its base in float32: what a verified merge answers too."""
     from peft import PeftModel
-    from transformers import AutoTokenizer
 
     from studio.device import pick_device
-    from studio.models.catalog import load_base_model
     from studio.models.generate import greedy_ids
 
     model = PeftModel.from_pretrained(load_base_model(base_dir, quantize_4bit=False, device=pick_device()), str(adapter_dir)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    tokenizer = new_tokenizer(adapter_dir)
     return [greedy_ids(model, tokenizer, p, VERIFY_NEW_TOKENS) for p in prompts]
 
 

@@ -16,7 +16,7 @@ from studio.adapters.registry import adapter_template
 from studio.data.held_out import adapter_dataset, examples, validation_records
 from studio.data.instructions import load_records
 from studio.errors import ExportError, StudioError
-from studio.models.catalog import load_base_model, public_name
+from studio.models.catalog import load_base_model, new_tokenizer, public_name
 from studio.models.generate import greedy_ids
 from studio.settings import TEMPLATES_DIR
 from studio.store import AdapterRecord, MergeRecord, Store
@@ -38,15 +38,9 @@ def staging_for(target: Path) -> Path:
     return staging
 
 
-def _tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder))
-
-
 def check_prompts(store: Store, adapter: AdapterRecord) -> list[str]:
     """Prompts to check a merge on: the adapter's validation (or first training) prompts, else general questions."""
-    tokenizer = _tokenizer(adapter.path)
+    tokenizer = new_tokenizer(adapter.path)
     try:
         dataset = adapter_dataset(store, adapter)
     except StudioError:
@@ -78,7 +72,7 @@ def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: s
         raise ExportError(f"The merged model's precision must be one of {', '.join(DTYPES)}, not '{dtype}'.")
     staging, device, steps = staging_for(output), pick_device(), 5
     try:
-        tokenizer = _tokenizer(adapter.path)
+        tokenizer = new_tokenizer(adapter.path)
         model = PeftModel.from_pretrained(load_base_model(base_dir, quantize_4bit=False, device=device), str(adapter.path)).eval()
         expected = [greedy_ids(model, tokenizer, p, VERIFY_NEW_TOKENS) for p in prompts]
         progress(1, steps)
@@ -141,7 +135,7 @@ def mix_adapters(adapters: list[AdapterRecord], weights: list[float], base_dir: 
         for part in parts:
             model.delete_adapter(part)
         model.save_pretrained(str(staging), safe_serialization=True)
-        _tokenizer(adapters[0].path).save_pretrained(str(staging))
+        new_tokenizer(adapters[0].path).save_pretrained(str(staging))
         lineage = [{"adapter_id": a.id, "name": a.name, "weight": w} for a, w in zip(adapters, weights)]
         (staging / "spec.json").write_text(json.dumps({"base_model": adapters[0].base_model, "template": adapter_template(adapters[0]),
                                                        "dataset_hash": mixed_dataset_hash(adapters), "mixed_from": lineage}, indent=1))

@@ -184,6 +184,18 @@ def load_tokenizer(model_dir: Path):
     return AutoTokenizer.from_pretrained(str(model_dir))
 
 
+def new_tokenizer(folder: Path, pad_with_eos: bool = False):
+    """A tokenizer of a model or adapter folder of the caller's own, not load_tokenizer's shared one, for a caller
+    that changes it (padding side, pad token) or saves it. `pad_with_eos` pads with the end-of-sequence token where
+    the tokenizer has no pad token of its own, as training and batched answers need."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if pad_with_eos and tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 
 # Layer names of the LoRA target presets, per architecture (config.model_type).
 LORA_TARGETS = {

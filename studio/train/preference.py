@@ -23,9 +23,10 @@ from transformers.trainer_callback import PrinterCallback
 from studio.data.instructions import split_indices
 from studio.data.prompts import build_prompt
 from studio.device import Device, pick_device
+from studio.models.catalog import new_tokenizer
 from studio.train.health import preference_warnings, zero_lora_layers
 from studio.train.recipe import (Reporter, StudioCallback, TrainInputs, TrainResult, adapter_model, checkpoint_to_resume,
-                             save_adapter, total_steps, train_to_the_end, trainer_arguments, training_tokenizer)
+                             save_adapter, total_steps, train_to_the_end, trainer_arguments)
 
 log = logging.getLogger("studio.train.recipe")
 # TRL's names for what a step logs -> the studio's metrics columns. Rewards are beta x (log-likelihood under the adapter
@@ -45,7 +46,7 @@ def train_preferences(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, re
     started = time.monotonic()
     spec, device = inputs.spec, pick_device()
     torch.manual_seed(spec.seed)
-    tokenizer = training_tokenizer(inputs.base_dir)
+    tokenizer = new_tokenizer(inputs.base_dir, pad_with_eos=True)
     train_rows, validation_rows = _pairs(inputs, tokenizer)
     resume_from = checkpoint_to_resume(work_dir, inputs)
     trainer = _trainer(inputs, adapter_model(inputs, device), tokenizer, train_rows, validation_rows, work_dir, device, reporter)

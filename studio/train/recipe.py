@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from transformers import AutoTokenizer, EarlyStoppingCallback, TrainerCallback
+from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from studio.data.instructions import split_indices
 from studio.data.prompts import encode, get_template, render
 from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
 from studio.errors import JobError, SpecError, TrainingDiverged
-from studio.models.catalog import HUB_ID, load_base_model, lora_targets, public_name
+from studio.models.catalog import HUB_ID, load_base_model, lora_targets, new_tokenizer, public_name
 from studio.settings import TEMPLATES_DIR
 from studio.train import token_cache
 from studio.train.health import diverged_message, zero_lora_layers
@@ -99,7 +99,7 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     started = time.monotonic()
     spec, device = inputs.spec, pick_device()
     torch.manual_seed(spec.seed)
-    tokenizer = training_tokenizer(inputs.base_dir)
+    tokenizer = new_tokenizer(inputs.base_dir, pad_with_eos=True)
     train_rows, validation_rows = _encode_split(inputs, tokenizer, work_dir.parent / ENCODED_CACHE)
     resume_from = checkpoint_to_resume(work_dir, inputs)
     model = adapter_model(inputs, device)
@@ -217,14 +217,6 @@ def total_steps(spec: TrainSpec, train_rows: int) -> int:
         return spec.max_steps
     per_epoch = math.ceil(train_rows / (spec.batch_size * spec.gradient_accumulation))
     return max(1, math.ceil(per_epoch * spec.epochs))
-
-
-def training_tokenizer(base_dir: Path):
-    """The base's tokenizer, padding with its end-of-sequence token where it has no pad token of its own."""
-    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def trainer_arguments(spec: TrainSpec, steps: int, work_dir: Path, device: Device) -> dict:
