@@ -15,7 +15,7 @@ from studio.data.held_out import MAX_ANSWERS, adapter_dataset, examples, trainin
 from studio.data.instructions import load_records
 from studio.data.prompts import encode, get_template, render
 from studio.errors import DataError
-from studio.models.catalog import load_base_model, new_tokenizer, resolve_model
+from studio.models.catalog import load_with_adapter, new_tokenizer, resolve_model
 from studio.models.generate import greedy_batch
 from studio.store import AdapterRecord, DatasetRecord, EvaluationRecord, Store
 
@@ -134,8 +134,6 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
 
     Raises EvaluationError when the dataset is gone, ModelError when the base model cannot be loaded.
     """
-    from peft import PeftModel
-
     from studio.device import pick_device
 
     adapter = store.adapter(adapter_id)
@@ -144,8 +142,7 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
     rows_to_judge = held_out(store, dataset, test_dataset_id if test_dataset_id is not None else test_set_of(store, adapter, dataset), tokenizer)
     records = rows_to_judge.records
     base_dir = resolve_model(adapter.base_model, models_dir)
-    base = load_base_model(base_dir, quantize_4bit=adapter.method == "qlora", device=pick_device())
-    model = PeftModel.from_pretrained(base, str(adapter.path)).eval()
+    model = load_with_adapter(base_dir, adapter.path, quantize_4bit=adapter.method == "qlora", device=pick_device())
 
     spec = adapter.spec
     rows = encode([render(r, get_template(dataset.template), tokenizer) for r in records], tokenizer,

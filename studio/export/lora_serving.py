@@ -18,7 +18,7 @@ from studio.errors import ExportError
 from studio.export import llama_runner
 from studio.export.gguf import CONVERTER_DIR, chat_template, convert
 from studio.export.merge import VERIFY_NEW_TOKENS, staging_for, zip_folder
-from studio.models.catalog import load_base_model, new_tokenizer, public_name
+from studio.models.catalog import load_with_adapter, new_tokenizer, public_name
 from studio.settings import TEMPLATES_DIR
 
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank takes
@@ -78,12 +78,10 @@ def export_lora(adapter_dir: Path, base_dir: Path, base_ref: str, name: str, tem
 
 def adapter_answers(adapter_dir: Path, base_dir: Path, prompts: list[str]) -> list[list[int]]:
     """The adapter's greedy answers on its base in float32: what a verified merge answers too."""
-    from peft import PeftModel
-
     from studio.device import pick_device
     from studio.models.generate import greedy_ids
 
-    model = PeftModel.from_pretrained(load_base_model(base_dir, quantize_4bit=False, device=pick_device()), str(adapter_dir)).eval()
+    model = load_with_adapter(base_dir, adapter_dir, quantize_4bit=False, device=pick_device())
     tokenizer = new_tokenizer(adapter_dir)
     return [greedy_ids(model, tokenizer, p, VERIFY_NEW_TOKENS) for p in prompts]
 

@@ -16,7 +16,7 @@ from studio.adapters.registry import adapter_template
 from studio.data.held_out import adapter_dataset, examples, validation_records
 from studio.data.instructions import load_records
 from studio.errors import ExportError, StudioError
-from studio.models.catalog import load_base_model, new_tokenizer, public_name
+from studio.models.catalog import load_base_model, load_with_adapter, new_tokenizer, public_name
 from studio.models.generate import greedy_ids
 from studio.settings import TEMPLATES_DIR
 from studio.store import AdapterRecord, MergeRecord, Store
@@ -63,7 +63,6 @@ def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: s
     the base cannot be loaded.
     """
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from studio.device import pick_device
@@ -73,7 +72,7 @@ def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: s
     staging, device, steps = staging_for(output), pick_device(), 5
     try:
         tokenizer = new_tokenizer(adapter.path)
-        model = PeftModel.from_pretrained(load_base_model(base_dir, quantize_4bit=False, device=device), str(adapter.path)).eval()
+        model = load_with_adapter(base_dir, adapter.path, quantize_4bit=False, device=device)
         expected = [greedy_ids(model, tokenizer, p, VERIFY_NEW_TOKENS) for p in prompts]
         progress(1, steps)
         merged = model.merge_and_unload()

@@ -215,6 +215,13 @@ def lora_targets(model_type: str, preset: str) -> list[str] | str:
     raise ModelError(f"The studio has no 'attention' preset for {model_type} models yet. Choose 'all-linear'.")
 
 
+def load_with_adapter(base_dir: Path, adapter_dir: Path, *, quantize_4bit: bool, device):
+    """A base model with an adapter on it, ready to answer: what evaluations, merges and exports judge."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(load_base_model(base_dir, quantize_4bit=quantize_4bit, device=device), str(adapter_dir)).eval()
+
+
 def load_base_model(model_dir: Path, *, quantize_4bit: bool, device, dtype=None):
     """Load a base model for training or serving: full precision, or 4-bit NF4 for QLoRA.
 
