@@ -11,7 +11,6 @@ prints the seconds a pair took, against a short instruction-tuning run on the ch
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch

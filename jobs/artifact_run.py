@@ -25,7 +25,7 @@ class _Cancelled(Exception):
 
 
 def merged_folder(settings: Settings, job_id: int, adapter_name: str, dtype: str) -> Path:
-    return settings.home / "merged" / f"job{job_id}-{slug(adapter_name)}-{dtype}"
+    return settings.merged_dir / f"job{job_id}-{slug(adapter_name)}-{dtype}"
 
 
 def run_artifact_job(settings: Settings, store: Store, job_id: int) -> bool:
@@ -84,7 +84,7 @@ def _gguf(settings: Settings, store: Store, job: JobRecord) -> None:
     if merge is None:
         log.info("No float32 merge of adapter %d yet: merging it first", adapter.id)
         merge = _merge(settings, store, replace(job, spec={"adapter_id": adapter.id, "dtype": "float32"}))
-    output = settings.home / "exports" / f"job{job.id}-{slug(adapter.name)}-gguf.zip"
+    output = settings.exports_dir / f"job{job.id}-{slug(adapter.name)}-gguf.zip"
     result = export_gguf(merge.path, slug(adapter.name), adapter_template(adapter), job.spec["kinds"], check_prompts(store, adapter),
                          output, {"base_model": public_name(adapter.base_model), "adapter": adapter.name}, report)
     exported = store.add_export(adapter_id=adapter.id, job_id=job.id, format="gguf", path=output.resolve(), report=result)
@@ -102,7 +102,7 @@ def _lora(settings: Settings, store: Store, job: JobRecord) -> None:
     base_dir = resolve_model(adapter.base_model, settings.models_dir)
     prompts = check_prompts(store, adapter)
     expected = adapter_answers(adapter.path, base_dir, prompts)
-    output = settings.home / "exports" / f"job{job.id}-{slug(adapter.name)}-lora.zip"
+    output = settings.exports_dir / f"job{job.id}-{slug(adapter.name)}-lora.zip"
     result = export_lora(adapter.path, base_dir, adapter.base_model, slug(adapter.name), adapter_template(adapter), prompts,
                          expected, output, progress)
     exported = store.add_export(adapter_id=adapter.id, job_id=job.id, format="lora", path=output.resolve(), report=result)
@@ -115,7 +115,7 @@ def _mix(settings: Settings, store: Store, job: JobRecord) -> None:
     weights = [float(w) for w in job.spec["weights"]]
     progress = _progress(store, job.id)
     progress(0, 1)
-    output = adapter_folder(settings.home, job.id, job.name)
+    output = adapter_folder(settings.adapters_dir, job.id, job.name)
     rank = mix_adapters(adapters, weights, resolve_model(adapters[0].base_model, settings.models_dir), output, job.name)
     lineage = [{"adapter_id": a.id, "name": a.name, "weight": w} for a, w in zip(adapters, weights)]
     recipe = " + ".join(f"{w:g} × #{a.id} {a.name}" for a, w in zip(adapters, weights))

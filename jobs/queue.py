@@ -16,7 +16,7 @@ NAME = "adapter-studio"
 def queue_storage(settings: Settings):
     if settings.queue.startswith("redis://"):
         return RedisStorage(NAME, url=settings.queue)
-    path = settings.home / "queue.db"
+    path = settings.queue_path
     if not path.exists():
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     return SqliteStorage(NAME, filename=str(path))

@@ -36,7 +36,7 @@ log = logging.getLogger("studio.job")
 
 
 def job_folder(settings: Settings, job_id: int) -> Path:
-    return settings.home / "jobs" / str(job_id)
+    return settings.jobs_dir / str(job_id)
 
 
 def run_job(settings: Settings, store: Store | RemoteStore, job_id: int) -> TrainResult | None:
@@ -54,7 +54,7 @@ def run_job(settings: Settings, store: Store | RemoteStore, job_id: int) -> Trai
         if job.started:  # it ran before and was interrupted
             store.note_job(job_id, f"resumed at step {checkpoint_step(checkpoint)}, its last checkpoint" if checkpoint
                            else "started again from step 0: it was interrupted before its first checkpoint")
-        result = recipe(inputs.spec)(inputs, work_dir, adapter_folder(settings.home, job_id, job.name), StoreReporter(store, job_id))
+        result = recipe(inputs.spec)(inputs, work_dir, adapter_folder(settings.adapters_dir, job_id, job.name), StoreReporter(store, job_id))
     except Exception as error:
         record_failure(store, job_id, error, "Training")
         return None
@@ -101,7 +101,7 @@ def _follow(settings: Settings, store: Store | RemoteStore, job_id: int) -> Trai
     job = store.job(job_id)
     try:
         inputs = train_inputs(settings, store, job)
-        return recipe(inputs.spec)(inputs, job_folder(settings, job_id), adapter_folder(settings.home, job_id, job.name),
+        return recipe(inputs.spec)(inputs, job_folder(settings, job_id), adapter_folder(settings.adapters_dir, job_id, job.name),
                                    FollowerReporter(store, job_id))
     except Exception:
         log.exception("Job %d failed in this process", job_id)

@@ -57,6 +57,27 @@ class Settings:
         return self.home / "datasets"
 
     @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Each job's working folder (checkpoints, logs) and, beside them, the token cache."""
+        return self.home / "jobs"
+
+    @property
+    def merged_dir(self) -> Path:
+        return self.home / "merged"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.home / "exports"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.home / "queue.db"
+
+    @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
 

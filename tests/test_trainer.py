@@ -2,7 +2,6 @@
 
 import shutil
 
-import pytest
 import torch
 
 from studio.train import token_cache

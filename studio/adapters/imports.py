@@ -10,7 +10,6 @@ import hashlib
 import json
 import re
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from studio.adapters.registry import slug
 from studio.errors import AdapterImportError, ModelError, NotFound
 from studio.models.catalog import BUNDLED, BUNDLED_NAME, PICKLE_SUFFIXES, load_tokenizer, resolve_model
 from studio.settings import Settings
+from studio.staging import move_into_place, scratch_folder
 from studio.store import AdapterRecord, Store
 
 WEIGHTS = "adapter_model.safetensors"
@@ -49,10 +49,7 @@ def import_adapter(store: Store, settings: Settings, source: Path, name: str = "
     Returns the adapter already registered when its weights are the same. Raises AdapterImportError
     for unsafe or incomplete input and for an adapter whose base is not here or does not fit.
     """
-    folder_root = settings.home / "adapters"
-    folder_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-import-", dir=folder_root))
-    try:
+    with scratch_folder(settings.adapters_dir) as staging:
         folder = _unpack(source, staging / "in", settings.max_upload_bytes) if source.is_file() else _copy(source, staging / "in")
         config = _check_folder(folder, source)
         spec = json.loads((folder / "spec.json").read_text()) if (folder / "spec.json").is_file() else {}
@@ -65,10 +62,8 @@ def import_adapter(store: Store, settings: Settings, source: Path, name: str = "
             return same
         _complete(folder, base_dir, base_ref, spec, template)
         label = name or spec.get("name") or source.stem
-        target = folder_root / f"import-{slug(label)}-{digest[:10]}"
-        folder.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        target = settings.adapters_dir / f"import-{slug(label)}-{digest[:10]}"
+        move_into_place(folder, target)
     return store.add_adapter(name=label, job_id=None, path=target, base_model=base_ref, dataset_hash=spec.get("dataset_hash", ""),
                              method=_method(config, spec), spec={**spec.get("spec", {}), "rank": config.get("r")},
                              summary={"imported_from": str(source), "weights_sha256": digest}, status="complete", parent_id=None)

@@ -12,8 +12,8 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:40] or "adapter"
 
 
-def adapter_folder(home: Path, job_id: int, name: str) -> Path:
-    return home / "adapters" / f"job{job_id}-{slug(name)}"
+def adapter_folder(adapters_dir: Path, job_id: int, name: str) -> Path:
+    return adapters_dir / f"job{job_id}-{slug(name)}"
 
 
 def saved_template(folder: Path) -> str | None:

@@ -7,7 +7,6 @@ are 1-based: row 1 is the first record (the line under the header in a table).
 
 import hashlib
 import json
-import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from studio.data.prompts import DEFAULT_TEMPLATE, Segment, get_template, render,
 from studio.data.readers import Table, read_table
 from studio.errors import DataError
 from studio.settings import EXAMPLES_DIR
+from studio.staging import staged_file
 from studio.store import DatasetRecord, Store
 
 ROLE_ALIASES = {
@@ -294,9 +294,8 @@ def store_records(store: Store, datasets_dir: Path, records: list[dict], *, vali
     digest = content_hash(records)
     path = datasets_dir / f"{digest[:24]}.jsonl"
     if not path.exists():
-        staging = path.with_suffix(".jsonl.tmp")
-        staging.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        os.replace(staging, path)
+        with staged_file(path) as partial:
+            partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return store.add_dataset(content_hash=digest, rows=len(records), validation_fraction=validation_fraction, path=path, **fields)
 
 

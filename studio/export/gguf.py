@@ -11,17 +11,17 @@ does (f16); for the quantized kinds the agreement is reported.
 
 import json
 import shutil
-import string
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from studio.adapters.cards import render_card, table_rows
 from studio.data.prompts import get_template
 from studio.errors import ExportError
 from studio.export import llama_runner
-from studio.export.merge import VERIFY_NEW_TOKENS, Progress, staging_for, zip_folder
-from studio.settings import TEMPLATES_DIR
+from studio.export.merge import VERIFY_NEW_TOKENS, Progress, refuse_existing, zip_folder
+from studio.staging import scratch_folder
 
 KINDS = ("f16", "q8_0", "q4_k_m")  # q4_k_m: llama.cpp's usual 4-bit choice; tensors it cannot pack fall back to q5/q8
 CONVERTER_DIR = Path(sys.prefix) / "llama.cpp"  # scripts/setup.sh puts llama.cpp's converters here
@@ -148,9 +148,9 @@ def export_gguf(merged_dir: Path, name: str, template_name: str, kinds: list[str
     kinds = sorted(set(kinds), key=KINDS.index) if set(kinds) <= set(KINDS) and kinds else None
     if not kinds:
         raise ExportError(f"Choose the GGUF kinds to export among {', '.join(KINDS)}.")
-    staging, steps = staging_for(output), len(kinds) + 2
-    try:
-        staging.mkdir()
+    refuse_existing(output)
+    steps = len(kinds) + 2
+    with scratch_folder(output.parent) as staging:
         tokenizer = new_tokenizer(merged_dir)
         model = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=torch.float32).eval()
         expected = [greedy_ids(model, tokenizer, p, VERIFY_NEW_TOKENS) for p in prompts]
@@ -169,8 +169,6 @@ def export_gguf(merged_dir: Path, name: str, template_name: str, kinds: list[str
         (staging / "gguf-report.json").write_text(json.dumps(report, indent=1))
         (staging / "README.md").write_text(_card(name, template_name, report, card_fields))
         zip_folder(staging, output, f"{name}-gguf")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     progress(steps, steps)
     return report
 
@@ -200,8 +198,8 @@ def _one_kind(source: Path, path: Path, kind: str, prompts: list[str], expected:
 
 
 def _card(name: str, template_name: str, report: dict, fields: dict) -> str:
-    rows = "\n".join(f"| `{k['file']}` | {k['kind']} | {k['mb']} | {k['agree']} of {report['prompts']} |" for k in report["kinds"])
+    rows = table_rows([(f"`{k['file']}`", k["kind"], k["mb"], f"{k['agree']} of {report['prompts']}") for k in report["kinds"]])
     first = report["kinds"][0]["file"]
-    return string.Template((TEMPLATES_DIR / "gguf_card.md").read_text()).substitute(
-        name=name, template=template_name, rows=rows, gguf=first, modelfile=first.replace(".gguf", ".Modelfile"),
+    return render_card(
+        "gguf_card", name=name, template=template_name, rows=rows, gguf=first, modelfile=first.replace(".gguf", ".Modelfile"),
         prompts=report["prompts"], **fields)

@@ -9,17 +9,17 @@ token may differ from the float32 merge).
 
 import json
 import shutil
-import string
 import subprocess
 import sys
 from pathlib import Path
 
+from studio.adapters.cards import render_card
 from studio.errors import ExportError
 from studio.export import llama_runner
 from studio.export.gguf import CONVERTER_DIR, chat_template, convert
-from studio.export.merge import VERIFY_NEW_TOKENS, staging_for, zip_folder
+from studio.export.merge import VERIFY_NEW_TOKENS, refuse_existing, zip_folder
 from studio.models.catalog import load_with_adapter, new_tokenizer, public_name
-from studio.settings import TEMPLATES_DIR
+from studio.staging import scratch_folder
 
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank takes
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -46,9 +46,8 @@ def export_lora(adapter_dir: Path, base_dir: Path, base_ref: str, name: str, tem
     the servers cannot load or a converter that fails; nothing is written then.
     """
     config = check_servable(adapter_dir)
-    staging = staging_for(output)
-    try:
-        staging.mkdir()
+    refuse_existing(output)
+    with scratch_folder(output.parent) as staging:
         tokenizer = new_tokenizer(adapter_dir)
         hub_id = public_name(base_ref)
         vllm = staging / name
@@ -66,12 +65,10 @@ def export_lora(adapter_dir: Path, base_dir: Path, base_ref: str, name: str, tem
         report = {"prompts": len(prompts), "gguf_lora_agree": agree, "rank": config.get("r")}
         (staging / "lora-report.json").write_text(json.dumps(report, indent=1))
         rank = next((r for r in VLLM_RANKS if r >= int(config.get("r", 8))), VLLM_RANKS[-1])
-        (staging / "README.md").write_text(string.Template((TEMPLATES_DIR / "lora_serving_card.md").read_text()).substitute(
-            name=name, base_model=hub_id, template=template_name, rank=rank, gguf=lora_gguf.name, agree=agree,
+        (staging / "README.md").write_text(render_card(
+            "lora_serving_card", name=name, base_model=hub_id, template=template_name, rank=rank, gguf=lora_gguf.name, agree=agree,
             prompts=len(prompts)))
         zip_folder(staging, output, f"{name}-lora")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     progress(3, 3)
     return report
 

@@ -1,24 +1,22 @@
 """Adapters out of the studio: merged into their base, mixed into a new adapter, zipped for download.
 
-Every folder is written beside its target under a staging name and renamed into place only
+Every folder is written beside its target (studio.staging) and renamed into place only
 when complete (and, for a merge, verified), so a crash never leaves a half-written model.
 """
 
 import json
-import os
-import shutil
-import string
 import zipfile
 from pathlib import Path
 from typing import Callable
 
+from studio.adapters.cards import render_card, table_rows
 from studio.adapters.registry import adapter_template
 from studio.data.held_out import adapter_dataset, examples, validation_records
 from studio.data.instructions import load_records
 from studio.errors import ExportError, StudioError
 from studio.models.catalog import load_base_model, load_with_adapter, new_tokenizer, public_name
 from studio.models.generate import greedy_ids
-from studio.settings import TEMPLATES_DIR
+from studio.staging import staged_file, staged_folder
 from studio.store import AdapterRecord, MergeRecord, Store
 
 DTYPES = ("float32", "bfloat16", "float16")  # torch dtype names: full precision, as merging needs
@@ -28,14 +26,10 @@ GENERAL_QUESTIONS = ["What is the capital of France?", "Write one sentence about
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
 
-def staging_for(target: Path) -> Path:
-    """The staging folder beside a target that must not exist yet; the target is renamed or written from it when complete."""
+def refuse_existing(target: Path) -> None:
+    """An export never overwrites: a folder or file already at `target` is refused before any work."""
     if target.exists():
         raise ExportError(f"'{target}' already exists. Choose a new folder or file name, or remove the old one first.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".staging-{target.name}"
-    shutil.rmtree(staging, ignore_errors=True)
-    return staging
 
 
 def check_prompts(store: Store, adapter: AdapterRecord) -> list[str]:
@@ -69,8 +63,9 @@ def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: s
 
     if dtype not in DTYPES:
         raise ExportError(f"The merged model's precision must be one of {', '.join(DTYPES)}, not '{dtype}'.")
-    staging, device, steps = staging_for(output), pick_device(), 5
-    try:
+    refuse_existing(output)
+    device, steps = pick_device(), 5
+    with staged_folder(output) as staging:
         tokenizer = new_tokenizer(adapter.path)
         model = load_with_adapter(base_dir, adapter.path, quantize_4bit=False, device=device)
         expected = [greedy_ids(model, tokenizer, p, VERIFY_NEW_TOKENS) for p in prompts]
@@ -96,16 +91,13 @@ def merge_adapter(adapter: AdapterRecord, base_dir: Path, output: Path, dtype: s
             {"merged_from_adapter": adapter.id, "adapter_name": adapter.name, "base_model": adapter.base_model,
              "dtype": dtype, "dataset_hash": adapter.dataset_hash, "verified_prompts": len(prompts),
              "template": adapter_template(adapter)}, indent=1))
-        staging.rename(output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     progress(5, steps)
     return len(prompts)
 
 
 def _merged_card(adapter: AdapterRecord, dtype: str, verified: int) -> str:
-    return string.Template((TEMPLATES_DIR / "merged_model_card.md").read_text()).substitute(
-        name=adapter.name, base_model=public_name(adapter.base_model), dtype=dtype, method=adapter.method.upper(),
+    return render_card(
+        "merged_model_card", name=adapter.name, base_model=public_name(adapter.base_model), dtype=dtype, method=adapter.method.upper(),
         dataset_hash=adapter.dataset_hash[:16] or "n/a", verified=verified, template=adapter_template(adapter),
     )
 
@@ -122,8 +114,8 @@ def mix_adapters(adapters: list[AdapterRecord], weights: list[float], base_dir: 
     from studio.device import pick_device
 
     check_mix(adapters, weights)
-    staging = staging_for(output)
-    try:
+    refuse_existing(output)
+    with staged_folder(output) as staging:
         base = load_base_model(base_dir, quantize_4bit=False, device=pick_device())
         parts = [f"part{i}" for i in range(len(adapters))]
         model = PeftModel.from_pretrained(base, str(adapters[0].path), adapter_name=parts[0])
@@ -138,12 +130,9 @@ def mix_adapters(adapters: list[AdapterRecord], weights: list[float], base_dir: 
         lineage = [{"adapter_id": a.id, "name": a.name, "weight": w} for a, w in zip(adapters, weights)]
         (staging / "spec.json").write_text(json.dumps({"base_model": adapters[0].base_model, "template": adapter_template(adapters[0]),
                                                        "dataset_hash": mixed_dataset_hash(adapters), "mixed_from": lineage}, indent=1))
-        rows = "\n".join(f"| {a.id} | {a.name} | {w:g} |" for a, w in zip(adapters, weights))
-        (staging / "README.md").write_text(string.Template((TEMPLATES_DIR / "mixed_adapter_card.md").read_text()).substitute(
-            name=name, base_model=public_name(adapters[0].base_model), template=adapter_template(adapters[0]), lineage_rows=rows))
-        staging.rename(output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "README.md").write_text(render_card(
+            "mixed_adapter_card", name=name, base_model=public_name(adapters[0].base_model), template=adapter_template(adapters[0]),
+            lineage_rows=table_rows([(a.id, a.name, f"{w:g}") for a, w in zip(adapters, weights)])))
     return model.peft_config["default"].r
 
 
@@ -169,13 +158,10 @@ def zip_folder(folder: Path, output: Path, root: str) -> Path:
 
     Weights are stored as they are (they do not compress); the rest is deflated.
     """
-    partial = output.with_name(output.name + ".part")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(partial, "w") as archive:
+    with staged_file(output) as partial, zipfile.ZipFile(partial, "w") as archive:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             method = zipfile.ZIP_STORED if path.suffix == ".safetensors" else zipfile.ZIP_DEFLATED
             archive.write(path, f"{root}/{path.relative_to(folder)}", compress_type=method)
-    os.replace(partial, output)
     return output
 
 

@@ -8,13 +8,12 @@ folder that holds safetensors weights, or raises ModelError saying what to do.
 import importlib.util
 import logging
 import re
-import shutil
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 from studio.errors import ModelError
+from studio.staging import staged_folder
 
 BUNDLED = "bundled"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
@@ -41,13 +40,8 @@ def prepare_bundled_model(models_dir: Path, report: Callable[[str], None] = prin
         return target
     gguf_dir = _bundled_gguf_dir()
     report(f"Preparing the bundled base model {BUNDLED_NAME} (first start only, about half a minute)...")
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=models_dir))
-    try:
+    with staged_folder(target) as staging:
         _convert_gguf(gguf_dir, staging)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     report(f"The bundled base model is ready in {target}.")
     return target
 

@@ -118,7 +118,7 @@ class Plan:
             lines.append("With no rows held out there is no early stopping, and the verdict is judged on training rows "
                          "(it shows that the adapter learned them, not that it generalises). Save the data with more rows to hold some out.")
         if self.capped:
-            lines.append(f"Cut to fit Auto's time budget on this machine; choose Balanced or Thorough to train the full plan.")
+            lines.append("Cut to fit Auto's time budget on this machine; choose Balanced or Thorough to train the full plan.")
         if self.kept:
             lines.append(f"Kept as you set them: {', '.join(self.kept)}.")
         return "\n\n".join(lines)

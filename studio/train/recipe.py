@@ -10,8 +10,6 @@ import gc
 import json
 import logging
 import math
-import shutil
-import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +19,13 @@ import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from studio.adapters.cards import render_card, table_rows
 from studio.data.instructions import split_indices
 from studio.data.prompts import encode, get_template, render
 from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
 from studio.errors import JobError, SpecError, TrainingDiverged
 from studio.models.catalog import HUB_ID, load_base_model, lora_targets, new_tokenizer, public_name
-from studio.settings import TEMPLATES_DIR
+from studio.staging import staged_folder
 from studio.train import token_cache
 from studio.train.health import diverged_message, zero_lora_layers
 from studio.train.spec import TrainSpec
@@ -38,7 +37,6 @@ from studio.train.speed.packing import PackingCollator, packs_rows, use_packed_r
 log = logging.getLogger("studio.train.recipe")
 COMPLETE_MARKER = "studio-complete.json"
 ENCODED_CACHE = ".encoded"  # beside the work folders: every job of a studio shares the tokenised datasets
-MODEL_CARD = TEMPLATES_DIR / "model_card.md"
 
 
 class Reporter(Protocol):
@@ -381,16 +379,12 @@ def checkpoint_to_resume(work_dir: Path, inputs: TrainInputs) -> Path | None:
 
 
 def save_adapter(model, tokenizer, inputs: TrainInputs, result: TrainResult, state_dict: dict | None) -> None:
-    target = result.adapter_dir
-    staging = target.parent / f".staging-{target.name}"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(str(staging), safe_serialization=True, state_dict=state_dict)
-    tokenizer.save_pretrained(str(staging))
-    (staging / "spec.json").write_text(json.dumps({**_fingerprint(inputs), "template": inputs.template}, indent=1))
-    (staging / "result.json").write_text(json.dumps({**result.summary(), "cancelled": result.cancelled}, indent=1))
-    (staging / "README.md").write_text(model_card(inputs, result))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    with staged_folder(result.adapter_dir) as staging:
+        model.save_pretrained(str(staging), safe_serialization=True, state_dict=state_dict)
+        tokenizer.save_pretrained(str(staging))
+        (staging / "spec.json").write_text(json.dumps({**_fingerprint(inputs), "template": inputs.template}, indent=1))
+        (staging / "result.json").write_text(json.dumps({**result.summary(), "cancelled": result.cancelled}, indent=1))
+        (staging / "README.md").write_text(model_card(inputs, result))
 
 
 def _loadable(base_model: str) -> str:
@@ -403,12 +397,12 @@ def model_card(inputs: TrainInputs, result: TrainResult) -> str:
     spec = json.loads(inputs.spec.to_json())
     def number(value):
         return "n/a" if value is None else f"{value:.4f}"
-    return string.Template(MODEL_CARD.read_text()).substitute(
-        name=inputs.name, base_model=public_name(inputs.base_model), base_model_load=_loadable(inputs.base_model), method=inputs.spec.method,
+    return render_card(
+        "model_card", name=inputs.name, base_model=public_name(inputs.base_model), base_model_load=_loadable(inputs.base_model), method=inputs.spec.method,
         method_title=inputs.spec.method.upper(), dataset_hash=inputs.dataset_hash[:16], train_rows=result.train_rows,
         validation_rows=result.validation_rows, template=inputs.template, steps=result.steps,
         final_loss=number(result.final_loss), eval_loss=number(result.eval_loss),
         status="stopped early by the user (cancelled); usable" if result.cancelled else "complete",
         lineage_line=f"- Lineage: {inputs.lineage}\n" if inputs.lineage else "",
-        settings_rows="\n".join(f"| {k} | {v} |" for k, v in spec.items()),
+        settings_rows=table_rows(list(spec.items())),
     )

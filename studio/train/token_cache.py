@@ -9,12 +9,12 @@ length, responses-only and the split. Rows are stored as flat int32 arrays in an
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from studio.data.prompts import get_template
+from studio.staging import staged_file
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "vocab.json", "merges.txt", "tokenizer.model")
@@ -43,10 +43,8 @@ def load(folder: Path, key: str) -> tuple[list[dict], list[dict]] | None:
 
 
 def save(folder: Path, key: str, train_rows: list[dict], validation_rows: list[dict]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".{key}.{os.getpid()}.npz"
-    np.savez(staging, **_arrays(train_rows, "train"), **_arrays(validation_rows, "validation"))
-    staging.rename(folder / f"{key}.npz")
+    with staged_file(folder / f"{key}.npz") as partial:
+        np.savez(partial, **_arrays(train_rows, "train"), **_arrays(validation_rows, "validation"))
 
 
 def _arrays(rows: list[dict], prefix: str) -> dict[str, np.ndarray]:
