@@ -9,7 +9,8 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from studio.train.recipe import COMPLETE_MARKER, latest_checkpoint
+from studio.device import cpu_has_bf16_instructions, pick_device
+from studio.train.recipe import COMPLETE_MARKER, latest_checkpoint, training_device
 
 
 def check_adapter(adapter, bundled_dir, tokenizer):
@@ -92,7 +93,19 @@ def test_checkpoint_records_what_made_it(trained):
     settings, store, job, adapter = trained
     marker = json.loads((latest_checkpoint(settings.home / "jobs" / str(job.id)) / COMPLETE_MARKER).read_text())
     assert marker["dataset_hash"] == adapter.dataset_hash and marker["spec"]["rank"] == 16
+    assert marker["bf16"] == pick_device().bf16
     assert load_file(adapter.path / "adapter_model.safetensors")
+
+
+def test_a_resumed_job_keeps_the_precision_its_checkpoints_were_made_in(tmp_path):
+    """The CPU's bf16 choice is timed: a job resumed while the machine is busy must not switch precision."""
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    assert training_device(tmp_path) == pick_device()  # no marker yet: nothing to keep
+    for made_in_bf16 in (False, True):
+        (checkpoint / COMPLETE_MARKER).write_text(json.dumps({"bf16": made_in_bf16}))
+        # bf16 is kept only where the CPU has bf16 instructions; float32 is kept everywhere
+        assert training_device(tmp_path).bf16 == (made_in_bf16 and cpu_has_bf16_instructions())
 
 
 def test_batches_are_padded_to_their_longest_row_only():

@@ -22,11 +22,11 @@ from transformers.trainer_callback import PrinterCallback
 
 from studio.data.instructions import split_indices
 from studio.data.prompts import build_prompt
-from studio.device import Device, pick_device
+from studio.device import Device
 from studio.models.catalog import new_tokenizer
 from studio.train.health import preference_warnings, zero_lora_layers
 from studio.train.recipe import (Reporter, StudioCallback, TrainInputs, TrainResult, adapter_model, checkpoint_to_resume,
-                             save_adapter, total_steps, train_to_the_end, trainer_arguments)
+                             save_adapter, total_steps, train_to_the_end, trainer_arguments, training_device)
 
 log = logging.getLogger("studio.train.recipe")
 # TRL's names for what a step logs -> the studio's metrics columns. Rewards are beta x (log-likelihood under the adapter
@@ -44,7 +44,7 @@ def train_preferences(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, re
     stops being a number.
     """
     started = time.monotonic()
-    spec, device = inputs.spec, pick_device()
+    spec, device = inputs.spec, training_device(work_dir)
     torch.manual_seed(spec.seed)
     tokenizer = new_tokenizer(inputs.base_dir, pad_with_eos=True)
     train_rows, validation_rows = _pairs(inputs, tokenizer)

@@ -22,7 +22,7 @@ from transformers.trainer_callback import PrinterCallback
 from studio.adapters.cards import render_card, table_rows
 from studio.data.instructions import split_indices
 from studio.data.prompts import encode, get_template, render
-from studio.device import Device, memory_mb, peak_flops, pick_device, training_flops_per_token
+from studio.device import Device, cpu_has_bf16_instructions, memory_mb, peak_flops, pick_device, training_flops_per_token
 from studio.errors import JobError, SpecError, TrainingDiverged
 from studio.models.catalog import HUB_ID, load_base_model, lora_targets, new_tokenizer, public_name
 from studio.staging import staged_folder
@@ -95,7 +95,7 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     was made with other settings or data.
     """
     started = time.monotonic()
-    spec, device = inputs.spec, pick_device()
+    spec, device = inputs.spec, training_device(work_dir)
     torch.manual_seed(spec.seed)
     tokenizer = new_tokenizer(inputs.base_dir, pad_with_eos=True)
     train_rows, validation_rows = _encode_split(inputs, tokenizer, work_dir.parent / ENCODED_CACHE)
@@ -337,7 +337,7 @@ class StudioCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        (folder / COMPLETE_MARKER).write_text(json.dumps(_fingerprint(self.inputs)))
+        (folder / COMPLETE_MARKER).write_text(json.dumps({**_fingerprint(self.inputs), "bf16": self.device.bf16}))
 
 
 def _all_agree_to_stop(stop: bool, device: Device) -> bool:
@@ -362,6 +362,20 @@ def latest_checkpoint(work_dir: Path) -> Path | None:
 
 def checkpoint_step(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[1])
+
+
+def training_device(work_dir: Path) -> Device:
+    """The device a job trains on. A resumed job keeps the precision its checkpoints were made in: the
+    CPU's bf16 choice is timed, a loaded machine can time it the other way, and the steps redone after
+    the checkpoint would then not be the steps the job had made."""
+    device, checkpoint = pick_device(), latest_checkpoint(work_dir)
+    if device.cuda or checkpoint is None:
+        return device
+    made_in_bf16 = json.loads((checkpoint / COMPLETE_MARKER).read_text()).get("bf16", device.bf16)
+    if made_in_bf16 == device.bf16 or (made_in_bf16 and not cpu_has_bf16_instructions()):
+        return device
+    log.info("Training in %s, as the checkpoints were made", "bf16" if made_in_bf16 else "float32")
+    return Device(device.name, made_in_bf16)
 
 
 def checkpoint_to_resume(work_dir: Path, inputs: TrainInputs) -> Path | None:
