@@ -14,6 +14,7 @@ from jobs.lifetime import die_with_parent
 from jobs.remote_store import start_store_server, uses_redis
 from studio.errors import StudioError
 from studio.models.catalog import prepare_bundled_model
+from studio.people.users import sign_in_required, sync_from_auth
 from studio.settings import auth_pairs, load_settings
 from studio.store import Store
 from studio.ui.served_files import make_web_folder, sweep_downloads
@@ -37,14 +38,16 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         store = Store(settings.db_path)
         model_dir = prepare_bundled_model(settings.models_dir)
-        auth = auth_pairs(settings.auth)
+        sync_from_auth(store, auth_pairs(settings.auth))
+        shared = sign_in_required(store)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     host = args.host or settings.host
-    if host not in LOOPBACK and not auth:
+    if host not in LOOPBACK and not shared:
         logging.warning("The studio listens on %s with no login: anyone who can reach it can use it. "
-                        "Set STUDIO_AUTH (see the README) before listening on other addresses.", host)
+                        "Add people (`python -m studio users add NAME --role admin`) or set STUDIO_AUTH "
+                        "before listening on other addresses.", host)
     if uses_redis(settings):
         start_store_server(store, settings.queue)  # workers report through Redis; this app writes the store
     if not args.no_worker:
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_signals()
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no usage data leaves the machine (read when gradio is imported)
     from studio.ui import CSS, build_app  # gradio loads slowly: import it once the checks above passed
-    from studio.ui.login import AUTH_MESSAGE, login_guard
+    from studio.ui.login import AUTH_MESSAGE, login_guard, password_check
 
     downloads = web_files / "downloads"
     sweep_downloads(downloads)
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     app.launch(
         server_name=host,
         server_port=port,
-        auth=auth or None,
+        auth=password_check(store) if shared else None,
         auth_message=AUTH_MESSAGE,
         app_kwargs={"middleware": login_guard()},
         share=False,

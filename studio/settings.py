@@ -28,7 +28,7 @@ SETTINGS = [
     Setting("STUDIO_MODELS_DIR", "", "Folder for prepared base models; empty means STUDIO_HOME/models. Share it between homes to prepare the bundled model once."),
     Setting("STUDIO_HOST", "127.0.0.1", "Address the web studio listens on. Set STUDIO_AUTH before using anything but 127.0.0.1."),
     Setting("STUDIO_PORT", "7860", "Port the web studio listens on."),
-    Setting("STUDIO_AUTH", "", "Login: 'user:password' pairs separated by commas, or the path of a file with one pair per line. Empty means no login."),
+    Setting("STUDIO_AUTH", "", "Login: 'user:password' pairs separated by commas, or the path of a file with one pair per line; each user is an admin, or takes the role written after the password ('ben:secret:reviewer'). Empty means no login unless people were added with 'users add'."),
     Setting("STUDIO_QUEUE", "", "Job queue: empty for a SQLite queue file under STUDIO_HOME, or a redis://HOST:PORT/DB URL for many workers."),
     Setting("STUDIO_MAX_UPLOAD_MB", "200", "Largest file, in megabytes, that can be uploaded or checked."),
     Setting("STUDIO_TRUST_CODE_OF", "", "Model folders or hub ids, separated by commas, whose own code may run when they load (trust_remote_code). Only for models whose authors you trust."),

@@ -193,8 +193,18 @@ def _v15_job_chains(db: sqlite_utils.Database) -> None:
     db["jobs"].add_column("after_job_id", int)
 
 
+def _v16_people(db: sqlite_utils.Database) -> None:
+    """The people of a shared studio (studio.people.users) and who did what (studio.people.activity)."""
+    db["users"].create({"name": str, "password_hash": str, "role": str, "created": str, "created_by": str},
+                       pk="name", not_null={"password_hash", "role"})
+    db["activity"].create({"id": int, "at": str, "person": str, "kind": str, "what": str}, pk="id",
+                          not_null={"at", "person", "kind"})
+    db["activity"].create_index(["person"])
+    db["activity"].create_index(["kind"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
                                                              _v6_unstopped_answers, _v7_sweeps, _v8_workers,
                                                              _v9_datasets_share_rows, _v10_job_notes,
                                                              _v11_exports, _v12_feedback, _v13_preference_metrics,
-                                                             _v14_test_sets, _v15_job_chains]
+                                                             _v14_test_sets, _v15_job_chains, _v16_people]

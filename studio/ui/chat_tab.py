@@ -12,9 +12,10 @@ from studio.errors import ChatError, StudioError
 from studio.feedback.items import MIN_CORRECTIONS, Answered, correct, drop, feedback_items, swapped_sides
 from studio.feedback.items import vote as record_feedback_vote
 from studio.feedback.votes import WINNERS, leaderboard, win_rates
-
+from studio.people import activity
 from studio.settings import Settings
 from studio.store import Store
+from studio.ui.access import needs, signed_in
 from studio.ui.errors import shown_to_user
 from studio.ui.pickers import model_choices
 from studio.ui.refresh import on_show
@@ -191,20 +192,24 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
     edit_a.click(edit("a"), last_answers, [correction_box, correction, editing])
     edit_b.click(edit("b"), last_answers, [correction_box, correction, editing])
 
+    @needs("correct")
     @shown_to_user
     def save(side: str | None, text: str, answers: dict, model_key: str | None):
         if side not in answers:
             raise ChatError("There is no complete answer to correct. Send a message, let the answer finish, then press Edit.")
         correct(store, Answered(**answers[side]), text or "", answers["generation"])
+        activity.record(store, signed_in(), "correct", f"corrected {answers[side]['label']}'s answer")
         return (f"Saved your correction of {side.upper()}'s answer.", gr.Group(visible=False),
                 *refreshed_feedback(model_key))
 
     save_correction.click(save, [editing, correction, last_answers, feedback_model], [voted, correction_box, *feedback_outputs],
                           api_name="correct")
 
+    @needs("drop_feedback")
     @shown_to_user
     def drop_items(refs: list[str] | None, model_key: str | None):
         drop(store, refs or [])
+        activity.record(store, signed_in(), "feedback", f"dropped {', '.join(refs or [])} from training")
         return f"Dropped {len(refs)} item{'s' if len(refs) != 1 else ''} from training.", *refreshed_feedback(model_key)
 
     drop_button.click(drop_items, [feedback_pick, feedback_model], [voted, *feedback_outputs], api_name="drop_feedback")
@@ -224,6 +229,7 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
         except StudioError as error:
             return str(error)
 
+    @needs("train")
     @shown_to_user
     def train_on(refs: list[str] | None, model_ref: str | None):
         jobs = submit_feedback_training(store, settings.datasets_dir, adapter_to_continue(model_ref), refs or [])
@@ -234,6 +240,7 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
                     else f"instruction tuning on {rows} correction{'s' if rows != 1 else ''}")
             start = f"adapter #{job.spec['start_adapter_id']}" if job.after_job_id is None else f"job {job.after_job_id}'s adapter"
             steps.append(f"job {job.id} '{job.name}': {what}, continuing {start}")
+        activity.record(store, signed_in(), "train", f"queued {'; '.join(steps)} (Train on feedback)")
         return (f"Queued {'; then '.join(steps)}. Follow it in the Jobs tab; the new adapter then appears here and in Compare "
                 "with its lineage.")
 
@@ -245,12 +252,14 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
                 feedback_model, [model_a, model_b, table, standings, feedback_model, *feedback_outputs])
 
     def vote_for(winner: str):
+        @needs("vote")
         @shown_to_user
         def vote(pair: dict | None, model_key: str | None):
             if pair is None:  # said in place, not raised: an error would mark the last vote's confirmation and table as failed
                 return ("Nothing to vote on: votes count once both A and B have answered the last message in full, "
                         "and once per pair of answers."), gr.skip(), gr.skip(), None, gr.skip(), gr.skip()
             record_feedback_vote(store, Answered(**pair["a"]), Answered(**pair["b"]), winner, pair["generation"])
+            activity.record(store, signed_in(), "vote", f"{WINNERS[winner]}: {pair['a']['label']} vs {pair['b']['label']}")
             who = (f". Revealed: A was {pair['a']['label']}, B was {pair['b']['label']}." if pair["blind"]
                    else f" ({pair['a']['label']} vs {pair['b']['label']}).")
             return (f"Saved: {WINNERS[winner]}{who}", vote_rows(store), leaderboard_rows(store),

@@ -9,9 +9,11 @@ from jobs.control import submit_evaluation
 from studio.adapters.lineage import lineage
 from studio.errors import StudioError
 from studio.evaluate import compare
+from studio.people import activity
 from studio.store import Store
 from studio.train.sweeps import sweep_results
 from studio.ui import html
+from studio.ui.access import signed_in
 from studio.ui.chart import loss_chart
 from studio.ui.errors import shown_to_user
 from studio.ui.refresh import on_show
@@ -84,6 +86,7 @@ def build(store: Store, page: gr.Tab) -> None:
         if not ids:
             raise StudioError("Pick the adapters to evaluate first.")
         jobs = [submit_evaluation(store, adapter_id) for adapter_id in ids]
+        activity.record(store, signed_in(), "evaluate", f"queued evaluation jobs {', '.join(str(j.id) for j in jobs)}")
         return html.message(f"Evaluation queued as job {', '.join(str(j.id) for j in jobs)}; follow it in the Jobs tab, "
                             "then press Compare again.", ok=True)
 

@@ -13,9 +13,11 @@ from studio.data.readers import FORMATS
 from studio.errors import StudioError
 from studio.evaluate.measure import attach_test_file
 from studio.models.catalog import load_tokenizer
+from studio.people import activity
 from studio.settings import Settings
 from studio.store import DatasetRecord, Store
 from studio.ui import html
+from studio.ui.access import signed_in
 from studio.ui.errors import shown_to_user
 from studio.ui.pickers import dataset_choices
 from studio.ui.refresh import on_show
@@ -175,6 +177,7 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
             raise StudioError("Upload a data file (or load the example) first; there is nothing to save yet.")
         before = {d.id for d in store.datasets()}
         record = save_report(store, settings.datasets_dir, report, name=label, drop=set(kinds), validation_fraction=percent / 100)
+        activity.record(store, signed_in(), "upload", f"saved dataset #{record.id} '{record.name}' ({record.rows} rows, from {report.file_name})")
         return html.message(saved_note(store, record, record.id in before), ok=True), dataset_rows(store)
 
     save.click(save_current, [report_state, drop, name, validation], [saved, table]).then(
@@ -190,6 +193,7 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
         try:
             note = attach_test_file(store, settings.datasets_dir, int(dataset_id), Path(file), load_tokenizer(model_dir),
                                     settings.max_upload_bytes, Path(file).name)
+            activity.record(store, signed_in(), "upload", f"attached test file {Path(file).name} to dataset #{int(dataset_id)}")
         except StudioError as error:
             return html.message(str(error)), gr.update(), gr.update()
         return html.message(note, ok=True), dataset_rows(store), gr.update(choices=dataset_choices(store))

@@ -14,9 +14,11 @@ from jobs.status import job_status
 from studio.adapters.imports import import_adapter
 from studio.errors import StudioError
 from studio.export.gguf import KINDS
+from studio.people import activity
 from studio.settings import load_settings
 from studio.store import Store
 from studio.ui import html
+from studio.ui.access import signed_in
 from studio.ui.errors import shown_to_user
 from studio.ui.html import progress_html
 from studio.ui.pickers import adapter_choices, export_choices
@@ -63,6 +65,7 @@ def build(store: Store, page: gr.Tab, downloads: Path) -> None:
         if adapter_id is None:
             raise StudioError("Pick the adapter to export first.")
         job = submit_export(store, int(adapter_id), chosen, list(chosen_kinds or []))
+        activity.record(store, signed_in(), "export", f"queued job {job.id}: {chosen} export of adapter #{int(adapter_id)}")
         return progress_html(job_status(store, job.id)), job.id
 
     def follow(current):
@@ -81,6 +84,7 @@ def build(store: Store, page: gr.Tab, downloads: Path) -> None:
         if not record.path.is_file():
             raise StudioError(f"The zip of export {record.id} is missing from '{record.path}'. It was moved or deleted outside the studio.")
         downloads.mkdir(parents=True, exist_ok=True)
+        activity.record(store, signed_in(), "download", f"downloaded export #{record.id} ({record.path.name})")
         return shutil.copyfile(record.path, downloads / record.path.name)
 
     @shown_to_user
@@ -89,6 +93,7 @@ def build(store: Store, page: gr.Tab, downloads: Path) -> None:
             raise StudioError("Upload the adapter's zip first.")
         path = Path(file if isinstance(file, str) else file.name)
         record = import_adapter(store, load_settings(), path, name=(label or "").strip(), base_model=(base_ref or "").strip())
+        activity.record(store, signed_in(), "upload", f"imported adapter #{record.id} '{record.name}' from {path.name}")
         return html.message(f"Adapter #{record.id} '{record.name}' is registered (base {record.base_model}).", ok=True)
 
     start.click(start_export, [adapter, export_format, kinds], [progress, job_id])

@@ -12,9 +12,11 @@ import gradio as gr
 from studio.adapters.registry import slug
 from studio.errors import StudioError
 from studio.export.merge import export_adapter, export_merged
+from studio.people import activity
 from studio.store import Store
 from studio.ui import html
 from studio.ui import deploy_panel
+from studio.ui.access import signed_in
 from studio.ui.errors import shown_to_user
 from studio.ui.pickers import adapter_choices, merged_choices
 from studio.ui.refresh import on_show
@@ -47,6 +49,7 @@ def build(store: Store, page: gr.Tab, downloads: Path) -> None:
         if adapter_id is None:
             raise StudioError("Pick the adapter to download first.")
         record = store.adapter(int(adapter_id))
+        activity.record(store, signed_in(), "download", f"downloaded adapter #{record.id} '{record.name}'")
         return ready(export_adapter(store, record.id, downloads / f"adapter-{record.id}-{slug(record.name)}.zip"))
 
     @shown_to_user
@@ -54,6 +57,7 @@ def build(store: Store, page: gr.Tab, downloads: Path) -> None:
         if merge_id is None:
             raise StudioError("Pick the merged model to download first (make one in the Merge tab).")
         record = store.merge(int(merge_id))
+        activity.record(store, signed_in(), "download", f"downloaded merged model #{record.id} ({record.dtype})")
         return ready(export_merged(store, record.id, downloads / f"merged-{record.id}-{record.dtype}.zip"))
 
     adapter_zip.click(zip_adapter, adapter, adapter_file)

@@ -11,9 +11,11 @@ from jobs.run import job_folder
 from jobs.status import JobStatus, job_status, log_tail, worker_statuses
 from studio.errors import JobError
 from studio.evaluate.verdict import LEARNED, train_longer_spec, verdict_for
+from studio.people import activity
 from studio.settings import Settings
 from studio.store import JobRecord, Store
 from studio.train.spec import PREFERENCE_OBJECTIVES
+from studio.ui.access import needs, signed_in
 from studio.ui.chart import loss_chart, step_chart
 from studio.ui.errors import shown_to_user
 from studio.ui.html import history, progress_html
@@ -102,6 +104,7 @@ def build(settings: Settings, store: Store) -> JobsTab:
         workers = gr.Dataframe(worker_rows(store), headers=WORKER_HEADERS, interactive=False, elem_id="workers-table")
     timer = gr.Timer(REFRESH_SECONDS)
 
+    @needs("view")  # a redraw: the job picker is refreshed at each page load, for every role
     def details(job_id):
         """Progress, loss chart, log tail, and which of Cancel and Resume apply."""
         if job_id is None:
@@ -125,6 +128,7 @@ def build(settings: Settings, store: Store) -> JobsTab:
         if job_id is None:
             raise gr.Error("Pick a job first.")
         cancel_job(store, int(job_id))
+        activity.record(store, signed_in(), "jobs", f"cancelled job {int(job_id)}")
         return details(job_id)
 
     @shown_to_user
@@ -132,6 +136,7 @@ def build(settings: Settings, store: Store) -> JobsTab:
         if job_id is None:
             raise gr.Error("Pick a job first.")
         resume_job(store, int(job_id))
+        activity.record(store, signed_in(), "jobs", f"resumed job {int(job_id)}")
         return details(job_id)
 
     @shown_to_user
@@ -147,6 +152,7 @@ def build(settings: Settings, store: Store) -> JobsTab:
         adapter = store.adapter(adapter_id)
         new = submit_training(store, dataset_id=trained.dataset_id, base_model=trained.base_model, spec=train_longer_spec(adapter),
                               name=f"{adapter.name} longer", test_dataset_id=trained.test_dataset_id)
+        activity.record(store, signed_in(), "train", f"queued job {new.id} '{new.name}' (Train longer)")
         return gr.update(choices=job_choices(store), value=new.id)
 
     longer.click(train_longer, job, job)

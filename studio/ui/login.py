@@ -1,15 +1,30 @@
-"""The sign-in page's guard: Gradio's /login route, wrapped so that a client that keeps sending
-wrong passwords is refused for a while (studio.ui.sign_in_limits.LoginLimiter)."""
+"""Signing in: names and passwords checked against the store's people (studio.people.users), each
+sign-in written to the activity log, and Gradio's /login route wrapped so that a client that keeps
+sending wrong passwords is refused for a while (studio.ui.sign_in_limits.LoginLimiter)."""
 
 import json
+from typing import Callable
 
 from starlette.middleware import Middleware
 
+from studio.people import activity
+from studio.people.users import check_password
+from studio.store import Store
 from studio.ui.sign_in_limits import LOCK_S, MAX_FAILURES, WINDOW_S, LoginLimiter
 
 AUTH_MESSAGE = (f"<b>Adapter Studio</b>: sign in to fine-tune models on this machine. After {MAX_FAILURES} wrong passwords "
                 f"within {WINDOW_S // 60} minutes, sign-ins from your address are refused for {LOCK_S // 60} minutes, "
                 "even with the right password.")
+
+
+def password_check(store: Store) -> Callable[[str, str], bool]:
+    """Gradio's auth callable: whether a name and password sign in, read from the store at each try,
+    so that a person added, changed or removed by an admin counts at once."""
+    def signs_in(name: str, password: str) -> bool:
+        signed_in = check_password(store, name, password)
+        activity.record(store, name, "sign-in", "signed in" if signed_in else "wrong name or password")
+        return signed_in
+    return signs_in
 
 
 class LoginGuard:

@@ -7,8 +7,10 @@ from jobs.control import submit_merge, submit_mix
 from jobs.status import job_status
 from studio.errors import StudioError
 from studio.export.merge import DTYPES
+from studio.people import activity
 from studio.store import Store
 from studio.ui import html
+from studio.ui.access import signed_in
 from studio.ui.errors import shown_to_user
 from studio.ui.html import progress_html
 from studio.ui.pickers import adapter_choices
@@ -60,11 +62,13 @@ def build(store: Store, page: gr.Tab) -> None:
         if adapter_id is None:
             raise StudioError("Pick the adapter to merge first.")
         job = submit_merge(store, int(adapter_id), precision)
+        activity.record(store, signed_in(), "merge", f"queued job {job.id}: merge adapter #{int(adapter_id)} in {precision}")
         return progress_html(job_status(store, job.id)), job.id
 
     @shown_to_user
     def start_mix(adapter_ids, weight_text, name):
         job = submit_mix(store, [int(i) for i in adapter_ids or []], parse_weights(weight_text or ""), name or "")
+        activity.record(store, signed_in(), "merge", f"queued job {job.id}: mix adapters {', '.join(str(i) for i in adapter_ids)}")
         return progress_html(job_status(store, job.id)), job.id
 
     def follow(current):

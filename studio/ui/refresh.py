@@ -5,7 +5,13 @@ a job that finished)."""
 import gradio as gr
 from gradio.context import Context
 
+from studio.ui.access import needs
+
 
 def on_show(page: gr.Tab, fn, inputs, outputs):
-    """Run `fn` into `outputs` when the page loads and whenever `page` is selected; returns the event, to chain."""
-    return gr.on([Context.root_block.load, page.select], fn, inputs, outputs, show_progress="hidden")
+    """Run `fn` into `outputs` when the page loads and whenever `page` is selected; returns the event, to chain.
+
+    Redrawing a view changes nothing, so every role may do it (studio.ui.access), unless `fn` says
+    otherwise: a reviewer's page loads every tab's views, shown or not, without a refusal."""
+    return gr.on([Context.root_block.load, page.select], fn if hasattr(fn, "studio_action") else needs("view")(fn), inputs, outputs,
+                 show_progress="hidden")

@@ -14,6 +14,7 @@ from studio.device import pick_device
 from studio.errors import StudioError
 from studio.evaluate.measure import save_test_set
 from studio.models.catalog import BUNDLED, load_tokenizer, resolve_model
+from studio.people import activity
 from studio.settings import Settings
 from studio.store import Store
 from studio.train.estimate import estimate
@@ -21,8 +22,9 @@ from studio.train.plan import PRESETS, dataset_stats, make_plan, measured_tokens
 from studio.train.spec import check_objective
 from studio.train.spec import TrainSpec, label
 from studio.train.sweeps import parse_sweep, sweep_specs
-from studio.ui.pickers import dataset_choices
+from studio.ui.access import needs, signed_in
 from studio.ui.errors import shown_to_user
+from studio.ui.pickers import dataset_choices
 from studio.ui.refresh import on_show
 
 ADVANCED = [f for f in dataclasses.fields(TrainSpec) if f.name not in ("method", "start_adapter_id")]
@@ -109,6 +111,7 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
     def spec_from(method_value, *values) -> TrainSpec:
         return TrainSpec.from_dict({"method": method_value, **dict(zip(advanced, values))})
 
+    @needs("view")  # a redraw, run at each page load for every role (studio.ui.refresh)
     def planned(dataset_id, model_ref, method_value, preset_name, edited_values):
         """The plan for this data and preset, in words, and in every field: its settings, or what the user typed."""
         untouched = [gr.skip()] * len(fields)
@@ -140,11 +143,12 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
         return gr.update(choices=choices, value=current if current is not None or not choices else choices[0][1])
 
     on_show(page, refresh_datasets, dataset, dataset).then(planned, plan_inputs, [summary, *fields]).then(
-        lambda: gr.update(choices=dataset_choices(store)), None, blend_pick)
+        needs("view")(lambda: gr.update(choices=dataset_choices(store))), None, blend_pick)
 
     def planned_blend(dataset_id, picked, share):
         return plan_blend(store, int(dataset_id), {int(i): share / 100 / len(picked) for i in picked})
 
+    @needs("view")  # a redraw, as the plan is
     def describe_mix(dataset_id, model_ref, picked, share):
         if dataset_id is None or not picked:
             return ""
@@ -171,9 +175,11 @@ def build(settings: Settings, store: Store, page: gr.Tab) -> TrainTab:
             dataset_id = blend_datasets(store, settings.datasets_dir, planned_blend(dataset_id, picked, share)).id
         if runs:
             jobs = submit_sweep(store, dataset_id=int(dataset_id), base_model=model_ref or BUNDLED, runs=runs, name=label_text)
+            activity.record(store, signed_in(), "train", f"queued sweep '{jobs[0].sweep}' as jobs {', '.join(str(j.id) for j in jobs)}")
             return f"Sweep '{jobs[0].sweep}' is queued as jobs {', '.join(str(j.id) for j in jobs)}.", jobs[0].id
         job = submit_training(store, dataset_id=int(dataset_id), base_model=model_ref or BUNDLED, spec=spec, name=label_text,
                               test_dataset_id=test_id)
+        activity.record(store, signed_in(), "train", f"queued job {job.id} '{job.name}' ({spec.method}) on dataset #{job.dataset_id}")
         return f"Job {job.id} is queued.", job.id
 
     event = start.click(start_job, [dataset, model, method, name, blend_pick, blend_share, sweep_text, test_file, edited, *fields],
