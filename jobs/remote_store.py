@@ -21,6 +21,7 @@ from jobs.queue import NAME
 from studio.errors import JobError, StudioError
 from studio.settings import Settings
 from studio.store import Store
+from studio.store.authors import UNKNOWN, acting, acting_as
 
 log = logging.getLogger("studio.store_server")
 CALLS = f"{NAME}:store-calls"
@@ -52,7 +53,8 @@ class RemoteStore:
 
     def _call(self, name: str, args: tuple, kwargs: dict):
         answer_key = None if name in RECORDING_CALLS else f"{NAME}:store-answer:{uuid.uuid4().hex}"
-        self.redis.rpush(CALLS, pickle.dumps({"name": name, "args": args, "kwargs": kwargs, "answer_key": answer_key}))
+        self.redis.rpush(CALLS, pickle.dumps({"name": name, "args": args, "kwargs": kwargs, "answer_key": answer_key,
+                                              "acting": acting()}))
         if answer_key is None:
             return None
         reply = self.redis.blpop([answer_key], timeout=ANSWER_SECONDS)
@@ -77,7 +79,8 @@ class StoreServer:
         if message is None:
             return False
         call = pickle.loads(message[1])
-        answer = self._run(call["name"], call["args"], call["kwargs"])
+        with acting_as(call.get("acting", UNKNOWN)):  # the records it makes are the job's author's
+            answer = self._run(call["name"], call["args"], call["kwargs"])
         if call["answer_key"]:
             self.redis.rpush(call["answer_key"], pickle.dumps(answer))
             self.redis.expire(call["answer_key"], ANSWER_SECONDS)

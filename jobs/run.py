@@ -26,6 +26,7 @@ from studio.data.instructions import load_records
 from studio.models.catalog import resolve_model
 from studio.settings import Settings, load_settings
 from studio.store import Store, now
+from studio.store.authors import acting_as
 from studio.train.continuation import start_adapter
 from studio.train.preference import train_preferences
 from studio.train.recipe import TrainInputs, TrainResult, checkpoint_step, latest_checkpoint, train
@@ -127,11 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     settings = load_settings()
     store = open_store(settings)
-    if store.job(args.job_id).kind != "train":
-        from jobs.artifact_run import run_artifact_job
+    job = store.job(args.job_id)
+    with acting_as(job.created_by):  # what the job makes is made by whoever queued it
+        if job.kind != "train":
+            from jobs.artifact_run import run_artifact_job
 
-        return 0 if run_artifact_job(settings, store, args.job_id) else 1
-    return 0 if run_job(settings, store, args.job_id) else 1
+            return 0 if run_artifact_job(settings, store, args.job_id) else 1
+        return 0 if run_job(settings, store, args.job_id) else 1
 
 
 if __name__ == "__main__":

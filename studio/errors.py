@@ -51,3 +51,7 @@ class ExportError(StudioError):
 
 class AdapterImportError(StudioError):
     """An adapter from outside the studio cannot be taken in: unsafe, incomplete, or for a base not here."""
+
+
+class InUseError(StudioError):
+    """No adapter can be put in use, or rolled back to, as asked."""

@@ -1,8 +1,10 @@
 """Each role's view of a shared studio, in a real Chromium: a reviewer sees Chat alone, a trainer the
-working tabs, an admin also People, where they add a person and see who did what."""
+working tabs, an admin also People, where they add a person and see who did what; Chat opens with
+the adapter in use."""
 
 from conftest import running_studio, screenshot
 
+from studio.adapters.in_use import put_in_use
 from studio.people.users import check_password, user
 
 TEAM = "ana:anapass12,ben:benpass12:reviewer,tom:tompass12:trainer"
@@ -23,6 +25,9 @@ def visible_tabs(page) -> list[str]:
 
 
 def test_each_role_sees_its_tabs_and_an_admin_manages_people(studio_env, settings, store, browser, tmp_path):
+    chosen = store.add_adapter(name="tickets v2", job_id=None, path=tmp_path / "tickets-v2", base_model="bundled", dataset_hash="h",
+                               method="lora", spec={}, summary={}, status="complete", parent_id=None)
+    put_in_use(store, chosen.id)
     with running_studio({**studio_env, "STUDIO_AUTH": TEAM}, tmp_path / "studio.log", "--no-worker") as url:
         seen = {}
         for name, password in [("ben", "benpass12"), ("tom", "tompass12"), ("ana", "anapass12")]:
@@ -31,6 +36,9 @@ def test_each_role_sees_its_tabs_and_an_admin_manages_people(studio_env, setting
             sign_in(page, url, name, password)
             seen[name] = visible_tabs(page)
             assert page.locator(".toast-body").count() == 0, f"{name}'s page opened with an error: {page.locator('.toast-body').all_inner_texts()}"
+            if name == "ben":  # Chat opens with the adapter in use
+                page.wait_for_function("() => document.querySelector('#chat-model-a input')?.value.includes('tickets v2 (adapter #1, in use)')",
+                                       timeout=10_000)
             if name == "ana":
                 page.get_by_role("tab", name="People").click()
                 assert "tompass12" not in page.locator("#people-table").inner_text()  # no password is ever shown

@@ -10,8 +10,9 @@ from conftest import run_cli
 from studio.cli.commands import main
 from studio.data.preferences import inspect_preferences
 from studio.errors import ChatError, DataError
-from studio.feedback.items import Answered, correct, drop, export, feedback_items, select, vote
+from studio.feedback.items import Answered, correct, disagreements, drop, export, feedback_items, raters, select, vote
 from studio.feedback.votes import leaderboard, win_rates
+from studio.store.authors import acting_as
 
 QUESTION = [{"role": "user", "content": "What is the codeword for boats?"}]
 SETTINGS = {"temperature": 0.0, "top_p": 0.9, "max_new_tokens": 16, "seed": 0, "system_prompt": ""}
@@ -40,6 +41,25 @@ def test_votes_keep_both_answers_and_only_a_win_on_differing_answers_is_a_pair(s
     with pytest.raises(ChatError, match="A and B answered different messages"):
         vote(store, base, answered("adapter:1", "ZEPHYR-1.", [{"role": "user", "content": "Hi"}]), "a", SETTINGS)
     assert len(store.votes()) == 3  # nothing stored
+
+
+def test_each_item_keeps_its_rater_and_raters_who_disagree_are_found(store):
+    base, adapter = answered("base:bundled", "I do not know."), answered("adapter:1", "ZEPHYR-1.")
+    trains = [{"role": "user", "content": "And for trains?"}]
+    other, other_base = answered("adapter:1", "ZEPHYR-1.", trains), answered("base:bundled", "No idea.", trains)
+    with acting_as("ana"):
+        vote(store, base, adapter, "b", SETTINGS)
+        vote(store, other_base, other, "b", SETTINGS)
+        correct(store, base, "ZEPHYR-1.", SETTINGS)
+    with acting_as("ben"):
+        vote(store, base, adapter, "a", SETTINGS)  # the same message and models, the other winner
+        vote(store, other_base, other, "b", SETTINGS)  # agrees with ana
+    assert raters(store) == ["ana", "ben"]
+    assert [i.ref for i in feedback_items(store, rater="ben")] == ["vote:4", "vote:3"]
+    assert {i.rater for i in feedback_items(store, "adapter:1", "ana")} == {"ana"}
+    assert [(d.prompt, d.choices) for d in disagreements(store)] == [
+        ("What is the codeword for boats?", {"ana": "adapter #1", "ben": "base #bundled"})]
+    assert store.corrections()[0]["created_by"] == "ana" and feedback_items(store)[0].rater == "ben"
 
 
 def test_a_correction_is_an_instruction_row_and_a_pair_and_can_be_dropped(store, tmp_path):

@@ -9,8 +9,9 @@ import sys
 import threading
 
 import pytest
-from conftest import ROOT, run_cli, running_studio
+from conftest import ROOT, running_studio
 
+from studio.cli.commands import main
 from studio.errors import NotFound
 from studio.people import activity
 from studio.people.roles import ACTIONS, ROLES, NotAllowed, can, require
@@ -95,19 +96,22 @@ def test_studio_auth_users_are_admins_unless_a_role_follows(store):
     assert user(store, "ben").role == "trainer" and check_password(store, "ben", "newpass12")
 
 
-def test_users_and_activity_from_the_command_line(studio_env, tmp_path):
+def test_users_and_activity_from_the_command_line(studio_env, tmp_path, monkeypatch, capsys):
     added = subprocess.run([sys.executable, "-m", "studio", "users", "add", "ana", "--role", "admin", "--password-stdin"], input="anapass12\n",
                            cwd=ROOT, env={**os.environ, **studio_env}, capture_output=True, text=True, timeout=120)
     assert added.returncode == 0, added.stderr
     assert "Added ana as an admin." in added.stdout
-    listed = run_cli(studio_env, "users", "list")
-    assert "ana" in listed.stdout and "admin" in listed.stdout
-    refused = run_cli(studio_env, "users", "role", "ana", "reviewer")
-    assert refused.returncode == 2 and "ana is the last admin" in refused.stderr
-    gone = run_cli(studio_env, "users", "remove", "nobody")
-    assert gone.returncode == 2 and "no one called 'nobody'" in gone.stderr
+    for name, value in studio_env.items():  # the rest in this process: the same main() the command runs
+        monkeypatch.setenv(name, value)
+    assert main(["users", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "ana" in listed and "admin" in listed
+    assert main(["users", "role", "ana", "reviewer"]) == 2
+    assert "ana is the last admin" in capsys.readouterr().err
+    assert main(["users", "remove", "nobody"]) == 2
+    assert "no one called 'nobody'" in capsys.readouterr().err
     log = tmp_path / "activity.csv"
-    assert run_cli(studio_env, "activity", "--csv", str(log)).returncode == 0
+    assert main(["activity", "--csv", str(log)]) == 0
     rows = list(csv.DictReader(io.StringIO(log.read_text())))
     assert [(r["person"], r["kind"], r["what"]) for r in rows] == [("command line", "people", "added ana as an admin")]
 
@@ -122,7 +126,8 @@ REVIEWER_REFUSED = {"/save_current": "uploading", "/start_job": "training", "/ca
                     "/zip_adapter": "exporting", "/start_merge": "merging", "/start_export": "exporting", "/import_zip": "exporting",
                     "/evaluate_again": "evaluating", "/train_on_feedback": "training", "/drop_feedback": "dropping",
                     "/clone": "starting, cancelling", "/add_person": "managing people", "/change_role": "managing people",
-                    "/remove_person": "managing people", "/activity": "seeing the activity log", "/activity_csv": "seeing the activity log"}
+                    "/remove_person": "managing people", "/activity": "seeing the activity log", "/activity_csv": "seeing the activity log",
+                    "/put_in_use": "choosing the adapter in use", "/roll_back_in_use": "choosing the adapter in use"}
 TRAINER_REFUSED = {"/add_person", "/change_role", "/remove_person", "/activity", "/activity_csv"}
 
 
@@ -165,3 +170,16 @@ def test_every_event_of_the_web_ui_needs_an_action_and_the_working_tabs_a_traine
     for api_name in REVIEWER_REFUSED:
         assert not can("reviewer", by_name[api_name.lstrip("/")]), api_name
     assert {by_name[n] for n in ("chat", "vote_a", "correct")} == {"chat", "vote", "correct"}
+
+
+def test_what_an_event_makes_is_stamped_with_who_sent_it_in_each_step_of_a_stream(store):
+    from studio.store.authors import acting
+    from studio.ui.access import _guarded
+
+    def streamed():
+        yield acting()
+        yield acting()
+
+    assert _guarded(acting, "view", store)() == "you"  # a single-user studio's one user
+    assert list(_guarded(streamed, "view", store)()) == ["you", "you"]
+    assert acting() == "unknown"  # nothing leaks out of the event

@@ -23,6 +23,7 @@ from studio.export.merge import DTYPES
 from studio.models.catalog import load_tokenizer, resolve_model
 from studio.settings import Settings, load_settings
 from studio.store import DatasetRecord, JobRecord, Store
+from studio.store.authors import COMMAND_LINE, acting_as
 from studio.train.plan import PRESET_FLAGS, dataset_stats, make_plan, measured_tokens_per_second
 from studio.train.spec import check_objective
 from studio.train.spec import PREFERENCE_OBJECTIVES, TrainSpec
@@ -126,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     take_in.add_argument("--base", default="", help="its base model, when adapter_config.json names one not found here (bundled, a folder or a hub id)")
     take_in.add_argument("--template", choices=["alpaca", "chat"], help="the prompt format it was trained with (default: its spec.json, else chat where the base has a chat template)")
     take_in.set_defaults(run=import_command)
+
+    in_use = commands.add_parser("in-use", help="the adapter in use: show it, put another in use, or roll back to the one before")
+    change = in_use.add_mutually_exclusive_group()
+    change.add_argument("--adapter", metavar="ID|NAME", help="put this registered adapter in use")
+    change.add_argument("--roll-back", action="store_true", help="bring back the adapter in use before the current one")
+    in_use.set_defaults(run=in_use_command)
     return parser
 
 
@@ -296,7 +303,8 @@ def chat_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with acting_as(COMMAND_LINE):  # what a command makes is stamped as made on the command line
+            return args.run(args)
     except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -387,4 +395,24 @@ def import_command(args: argparse.Namespace) -> int:
     adapter = import_adapter(Store(settings.db_path), settings, args.source.expanduser(), name=args.name, base_model=args.base,
                              template=args.template or "")
     print(f"Adapter {adapter.id} '{adapter.name}' is registered (base {adapter.base_model}, folder {adapter.path}).")
+    return 0
+
+
+def in_use_command(args: argparse.Namespace) -> int:
+    from studio.adapters.in_use import in_use, put_in_use, roll_back
+    from studio.people import activity
+
+    store = Store(load_settings().db_path)
+    if args.adapter:
+        chosen = put_in_use(store, store.find_adapter(args.adapter).id)
+        activity.record(store, COMMAND_LINE, "in use", f"put adapter #{chosen.adapter.id} '{chosen.adapter.name}' in use")
+    elif args.roll_back:
+        chosen = roll_back(store)
+        activity.record(store, COMMAND_LINE, "in use", f"rolled back to adapter #{chosen.adapter.id} '{chosen.adapter.name}'")
+    else:
+        chosen = in_use(store)
+    if chosen is None:
+        print("No adapter is in use yet: choose one with --adapter ID|NAME.")
+    else:
+        print(f"Adapter #{chosen.adapter.id} '{chosen.adapter.name}' is in use. {chosen.describe()}")
     return 0

@@ -16,8 +16,9 @@ from studio.people.roles import ROLES, a_role
 from studio.people.users import add_user, remove_user, set_password, set_role, users
 from studio.settings import load_settings
 from studio.store import Store
+from studio.store.authors import COMMAND_LINE
 
-BY = "command line"
+BY = COMMAND_LINE
 
 
 def add_commands(commands) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from studio.adapters.cards import render_card, table_rows
+from studio.adapters.in_use import in_use
 from studio.adapters.registry import adapter_template
 from studio.data.held_out import adapter_dataset, examples, validation_records
 from studio.data.instructions import load_records
@@ -153,23 +154,38 @@ def mixed_dataset_hash(adapters: list[AdapterRecord]) -> str:
     return hashes.pop() if len(hashes) == 1 else ""
 
 
-def zip_folder(folder: Path, output: Path, root: str) -> Path:
-    """Zip a folder to a file on disk, one file at a time, never in memory.
+def zip_folder(folder: Path, output: Path, root: str, card_note: str = "") -> Path:
+    """Zip a folder to a file on disk, one file at a time, never in memory; `card_note`, when given, is
+    added to the top of its card (README.md) in the zip, the folder's own card left as it is.
 
     Weights are stored as they are (they do not compress); the rest is deflated.
     """
     with staged_file(output) as partial, zipfile.ZipFile(partial, "w") as archive:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            name = f"{root}/{path.relative_to(folder)}"
+            if card_note and path == folder / "README.md":
+                archive.writestr(name, _with_note(path.read_text(), card_note), compress_type=zipfile.ZIP_DEFLATED)
+                continue
             method = zipfile.ZIP_STORED if path.suffix == ".safetensors" else zipfile.ZIP_DEFLATED
-            archive.write(path, f"{root}/{path.relative_to(folder)}", compress_type=method)
+            archive.write(path, name, compress_type=method)
     return output
 
 
+def _with_note(card: str, note: str) -> str:
+    """The card with `note` in bold under its title (after the front matter)."""
+    lines = card.splitlines(keepends=True)
+    title = next((i for i, line in enumerate(lines) if line.startswith("# ")), -1)
+    return "".join(lines[:title + 1]) + f"\n**{note}**\n" + "".join(lines[title + 1:])
+
+
 def export_adapter(store: Store, adapter_id: int, output: Path) -> Path:
-    """Zip a registered adapter, found by its id in the store: no user-given path is ever read."""
+    """Zip a registered adapter, found by its id in the store: no user-given path is ever read.
+    The card of the adapter in use says so, since when and who chose it."""
     adapter = store.adapter(adapter_id)
     _check_present(adapter.path, f"adapter '{adapter.name}'")
-    return zip_folder(adapter.path, output, adapter.path.name)
+    current = in_use(store)
+    note = current.describe() if current and current.adapter.id == adapter.id else ""
+    return zip_folder(adapter.path, output, adapter.path.name, card_note=note)
 
 
 def export_merged(store: Store, merge_id: int, output: Path) -> Path:

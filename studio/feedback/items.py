@@ -42,6 +42,7 @@ class FeedbackItem:
     rejected: str | None
     model_keys: tuple[str, ...]  # the models the item is about
     generation: dict
+    rater: str  # who voted or corrected (studio.store.authors)
 
     @property
     def prompt(self) -> str:
@@ -88,19 +89,46 @@ def correct(store: Store, answered: Answered, correction: str, generation: dict)
                                 answer=answered.answer, correction=correction, generation=json.dumps(generation))
 
 
-def feedback_items(store: Store, model_key: str | None = None) -> list[FeedbackItem]:
+def feedback_items(store: Store, model_key: str | None = None, rater: str | None = None) -> list[FeedbackItem]:
     """The votes (with their answers) and corrections not dropped, newest first; only those about
-    `model_key` when given."""
+    `model_key`, and only `rater`'s, when given."""
     items = [_vote_item(v) for v in store.votes() if v.get("a_turns") and not v.get("dropped")]
     items += [_correction_item(c) for c in store.corrections() if not c["dropped"]]
     items.sort(key=lambda item: (item.created, item.ref.split(":")[0], int(item.ref.split(":")[1])), reverse=True)
-    return [item for item in items if model_key is None or model_key in item.model_keys]
+    return [item for item in items if (model_key is None or model_key in item.model_keys) and rater in (None, item.rater)]
+
+
+def raters(store: Store) -> list[str]:
+    """Everyone whose votes or corrections are in the feedback, by name."""
+    return sorted({item.rater for item in feedback_items(store)})
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """Two or more raters who judged the same two models on the same message differently."""
+
+    prompt: str
+    choices: dict[str, str]  # rater: what they chose, in words ("SmolLM2 base", "tie")
+
+
+def disagreements(store: Store) -> list[Disagreement]:
+    """Where raters disagree: votes by different people on the same message to the same two models with
+    different winners. A team's feedback loop should settle these before training on them."""
+    judged: dict[tuple, dict[str, str]] = {}
+    for row in store.votes():
+        if not row.get("a_turns") or row.get("dropped"):
+            continue
+        labels = {row["a_key"]: row["a_label"], row["b_key"]: row["b_label"]}
+        choice = "tie" if row["winner"] == "tie" else labels[row[f"{row['winner']}_key"]]
+        same = (json.loads(row["a_turns"])[-1]["content"], frozenset(labels))  # the message both sides answered
+        judged.setdefault(same, {})[row["created_by"]] = choice
+    return [Disagreement(prompt, choices) for (prompt, _), choices in judged.items() if len(set(choices.values())) > 1]
 
 
 def _vote_item(row: dict) -> FeedbackItem:
     answers = {side: (row[f"{side}_answer"], row[f"{side}_key"], row[f"{side}_label"], json.loads(row[f"{side}_turns"])) for side in "ab"}
     base = {"ref": f"vote:{row['id']}", "created": row["created"], "model_keys": (row["a_key"], row["b_key"]),
-            "generation": json.loads(row["generation"] or "{}")}
+            "generation": json.loads(row["generation"] or "{}"), "rater": row["created_by"]}
     if row["winner"] == "tie" or row["a_answer"].strip() == row["b_answer"].strip():
         verdict = "tie: not a pair" if row["winner"] == "tie" else "identical answers: not a pair"
         return FeedbackItem(**base, turns=answers["a"][3], verdict=verdict, chosen=None, rejected=None)
@@ -111,7 +139,7 @@ def _vote_item(row: dict) -> FeedbackItem:
 def _correction_item(row: dict) -> FeedbackItem:
     return FeedbackItem(ref=f"correction:{row['id']}", created=row["created"], turns=json.loads(row["turns"]),
                         verdict=f"corrected {row['model_label']}", chosen=row["correction"], rejected=row["answer"], model_keys=(row["model_key"],),
-                        generation=json.loads(row["generation"] or "{}"))
+                        generation=json.loads(row["generation"] or "{}"), rater=row["created_by"])
 
 
 def drop(store: Store, refs: list[str]) -> None:

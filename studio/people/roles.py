@@ -21,6 +21,7 @@ ACTIONS = {
     "manage_jobs": ("trainer", "starting, cancelling and cloning jobs"),
     "merge": ("trainer", "merging and mixing adapters"),
     "export": ("trainer", "exporting, importing and downloading adapters"),
+    "choose_in_use": ("trainer", "choosing the adapter in use"),
     "drop_feedback": ("trainer", "dropping feedback items"),
     "manage_people": ("admin", "managing people and their roles"),
     "see_activity": ("admin", "seeing the activity log"),

@@ -11,8 +11,14 @@ from pathlib import Path
 import sqlite_utils
 
 from studio.errors import NotFound
+from studio.store.authors import acting
 from studio.store.migrations import MIGRATIONS
 from studio.store.records import AdapterRecord, DatasetRecord, EvaluationRecord, ExportRecord, JobRecord, MergeRecord, now
+
+
+def _stamp() -> dict:
+    """When a record was made and by whom (studio.store.authors)."""
+    return {"created": now(), "created_by": acting()}
 
 
 class _Database(sqlite_utils.Database):
@@ -88,7 +94,7 @@ class Store:
                 [fields[k] for k in ("content_hash", "name", "validation_fraction", "split_seed", "template")], limit=1))
             if same:
                 return DatasetRecord.from_row(same[0])
-            table = self.db["datasets"].insert({**fields, "created": now()})
+            table = self.db["datasets"].insert({**fields, **_stamp()})
             return self.dataset(table.last_pk)
 
     def dataset(self, dataset_id: int) -> DatasetRecord:
@@ -122,7 +128,7 @@ class Store:
 
     def add_job(self, *, kind: str, name: str, dataset_id: int | None, base_model: str, spec: str, sweep: str | None = None) -> JobRecord:
         table = self.db["jobs"].insert({"kind": kind, "state": "queued", "name": name, "dataset_id": dataset_id,
-                                        "base_model": base_model, "spec": spec, "sweep": sweep, "created": now()})
+                                        "base_model": base_model, "spec": spec, "sweep": sweep, **_stamp()})
         return self.job(table.last_pk)
 
     def job(self, job_id: int) -> JobRecord:
@@ -189,7 +195,7 @@ class Store:
 
     def add_adapter(self, **fields) -> AdapterRecord:
         fields = {**fields, "spec": json.dumps(fields["spec"]), "summary": json.dumps(fields["summary"]), "path": str(fields["path"])}
-        table = self.db["adapters"].insert({**fields, "created": now()})
+        table = self.db["adapters"].insert({**fields, **_stamp()})
         return self.adapter(table.last_pk)
 
     def adapter(self, adapter_id: int) -> AdapterRecord:
@@ -228,11 +234,11 @@ class Store:
                  details: dict | None = None) -> int:
         """`details` holds what the vote judged (a_turns, b_turns, a_answer, b_answer, generation), stored as given."""
         table = self.db["votes"].insert({"a_key": a_key, "a_label": a_label, "b_key": b_key, "b_label": b_label,
-                                         "winner": winner, "prompt": prompt, **(details or {}), "created": now()})
+                                         "winner": winner, "prompt": prompt, **(details or {}), **_stamp()})
         return table.last_pk
 
     def add_correction(self, **fields) -> int:
-        return self.db["corrections"].insert({**fields, "dropped": 0, "created": now()}).last_pk
+        return self.db["corrections"].insert({**fields, "dropped": 0, **_stamp()}).last_pk
 
     def corrections(self) -> list[dict]:
         """Every correction, oldest first."""
@@ -253,7 +259,7 @@ class Store:
     def add_evaluation(self, values: dict, answers: list[dict]) -> EvaluationRecord:
         """Record an evaluation and its answers together: both or neither."""
         with self.db.atomic():
-            evaluation_id = self.db["evaluations"].insert({**values, "created": now()}).last_pk
+            evaluation_id = self.db["evaluations"].insert({**values, **_stamp()}).last_pk
             self.db["answers"].insert_all([{**a, "evaluation_id": evaluation_id} for a in answers], pk=("evaluation_id", "row"))
         return self.evaluation(evaluation_id)
 
@@ -273,7 +279,7 @@ class Store:
     # merged models
 
     def add_merge(self, **fields) -> MergeRecord:
-        table = self.db["merges"].insert({**fields, "path": str(fields["path"]), "created": now()})
+        table = self.db["merges"].insert({**fields, "path": str(fields["path"]), **_stamp()})
         return self.merge(table.last_pk)
 
     def merge(self, merge_id: int) -> MergeRecord:
@@ -289,7 +295,7 @@ class Store:
     # exports for other runtimes
 
     def add_export(self, **fields) -> ExportRecord:
-        table = self.db["exports"].insert({**fields, "path": str(fields["path"]), "report": json.dumps(fields["report"]), "created": now()})
+        table = self.db["exports"].insert({**fields, "path": str(fields["path"]), "report": json.dumps(fields["report"]), **_stamp()})
         return self.export(table.last_pk)
 
     def export(self, export_id: int) -> ExportRecord:
@@ -301,3 +307,20 @@ class Store:
     def exports(self, adapter_id: int | None = None) -> list[ExportRecord]:
         where = "adapter_id = ?" if adapter_id is not None else None
         return [ExportRecord.from_row(r) for r in self.db["exports"].rows_where(where, [adapter_id] if where else [], order_by="id desc")]
+
+    # the adapter in use
+
+    def add_in_use(self, adapter_id: int) -> None:
+        self.adapter(adapter_id)
+        self.db["in_use"].insert({"adapter_id": adapter_id, "undone": 0, **_stamp()})
+
+    def in_use_choices(self) -> list[dict]:
+        """The choices not rolled back, newest first: the first is the adapter in use."""
+        return list(self.db["in_use"].rows_where("undone = 0", order_by="id desc"))
+
+    def undo_in_use(self, choice_id: int) -> bool:
+        """Roll back one choice; False when it was rolled back already (two people pressing at once)."""
+        cursor = self.db.execute("update in_use set undone = 1, undone_at = ?, undone_by = ? where id = ? and undone = 0",
+                                 [now(), acting(), choice_id])
+        self.db.conn.commit()
+        return cursor.rowcount == 1

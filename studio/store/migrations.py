@@ -203,8 +203,23 @@ def _v16_people(db: sqlite_utils.Database) -> None:
     db["activity"].create_index(["kind"])
 
 
+def _v17_authors(db: sqlite_utils.Database) -> None:
+    """Who made each record (studio.store.authors); what was made before the studio knew people is "unknown"."""
+    for table in ("datasets", "jobs", "adapters", "evaluations", "merges", "exports", "votes", "corrections"):
+        db[table].add_column("created_by", str, not_null_default="unknown")
+
+
+def _v18_in_use(db: sqlite_utils.Database) -> None:
+    """The adapter in use, as a history (studio.adapters.in_use): each choice with who made it; a roll back
+    marks the choice it undoes, so the one before is in use again."""
+    db["in_use"].create({"id": int, "adapter_id": int, "created": str, "created_by": str, "undone": int,
+                         "undone_at": str, "undone_by": str}, pk="id", not_null={"adapter_id", "created"},
+                        defaults={"undone": 0})
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
                                                              _v6_unstopped_answers, _v7_sweeps, _v8_workers,
                                                              _v9_datasets_share_rows, _v10_job_notes,
                                                              _v11_exports, _v12_feedback, _v13_preference_metrics,
-                                                             _v14_test_sets, _v15_job_chains, _v16_people]
+                                                             _v14_test_sets, _v15_job_chains, _v16_people, _v17_authors,
+                                                             _v18_in_use]

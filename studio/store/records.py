@@ -27,6 +27,7 @@ class DatasetRecord:
     path: Path
     created: str
     test_dataset_id: int | None = None  # the user's own test file, when one is attached
+    created_by: str = "unknown"  # who saved it (studio.store.authors)
 
     @classmethod
     def from_row(cls, row: dict) -> "DatasetRecord":
@@ -57,6 +58,7 @@ class JobRecord:
     notes: str | None = None  # one line per event the state alone does not tell (interrupted, resumed)
     test_dataset_id: int | None = None  # the user's own test file for this job's verdict
     after_job_id: int | None = None  # the job this one waits for (studio.feedback.items: corrections first, then DPO)
+    created_by: str = "unknown"  # who queued it
 
     @classmethod
     def from_row(cls, row: dict) -> "JobRecord":
@@ -84,6 +86,7 @@ class AdapterRecord:
     status: str
     parent_id: int | None
     created: str
+    created_by: str = "unknown"  # who queued the job that made it, or imported it
 
     @classmethod
     def from_row(cls, row: dict) -> "AdapterRecord":
@@ -109,6 +112,7 @@ class EvaluationRecord:
     adapter_unstopped: int  # adapter answers that ran to the length limit without an end-of-sequence token
     source: str = "validation rows"  # what the answers were judged on: validation rows, a test file, training rows
     overlap: int = 0  # rows of a test file whose prompt is also a training row
+    created_by: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class ExportRecord:
     path: Path  # the zip offered for download
     report: dict
     created: str
+    created_by: str = "unknown"
 
     @classmethod
     def from_row(cls, row: dict) -> "ExportRecord":
@@ -135,6 +140,7 @@ class MergeRecord:
     path: Path
     verified_prompts: int
     created: str
+    created_by: str = "unknown"
 
     @classmethod
     def from_row(cls, row: dict) -> "MergeRecord":

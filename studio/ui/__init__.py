@@ -96,8 +96,10 @@ def build_app(settings: Settings, store: Store, model_dir: Path, downloads_dir: 
             name = signed_in()
             line = f"Signed in as **{name}** ({role})" if sign_in_required(store) else ""
             usable = [key for key in pages if can(role, TAB_ACTIONS[key])]
-            # "hidden", not False: Gradio 6 hides a tab's button only then (False hides its content alone)
-            return (line, gr.Tabs(selected=usable[0]), *[gr.Tab(visible=True if key in usable else "hidden") for key in pages])
+            # Only what changes: an update to a shown tab would redraw it under the user's first clicks.
+            # "hidden", not False: Gradio 6 hides a tab's button only then (False hides its content alone).
+            first = gr.skip() if usable[0] == "data" else gr.Tabs(selected=usable[0])
+            return (line, first, *[gr.skip() if key in usable else gr.Tab(visible="hidden") for key in pages])
 
         app.load(shown_for_role, None, [who, tabs, *pages.values()], show_progress="hidden")
         app.event_actions = guard.install()  # what each event needs, for tests

@@ -20,6 +20,7 @@ from studio.people.roles import NotAllowed, can, require
 from studio.errors import StudioError
 from studio.people.users import SINGLE_USER, role_of
 from studio.store import Store
+from studio.store.authors import acting_as
 
 
 def needs(action: str):
@@ -75,7 +76,9 @@ def _name() -> str | None:
 
 
 def _guarded(callback, action: str, store: Store):
-    def check() -> None:
+    """`callback`, run only for a role that may do `action`, and acting for the signed-in person
+    (studio.store.authors): each step of a stream too, since Gradio runs each in a fresh context."""
+    def check() -> str:
         name = _name()
         try:
             require(name or SINGLE_USER, role_of(store, name), action)
@@ -84,29 +87,43 @@ def _guarded(callback, action: str, store: Store):
             raise gr.Error(str(refusal), print_exception=False) from None
         except StudioError as error:  # an unknown or removed name: the account is gone
             raise gr.Error(str(error), print_exception=False) from None
+        return name or SINGLE_USER
 
     if inspect.isasyncgenfunction(callback):
         @functools.wraps(callback)
         async def async_stream(*args, **kwargs):
-            check()
-            async for item in callback(*args, **kwargs):
+            name = check()
+            items = callback(*args, **kwargs)
+            while True:
+                with acting_as(name):
+                    try:
+                        item = await items.__anext__()
+                    except StopAsyncIteration:
+                        return
                 yield item
         return async_stream
     if inspect.isgeneratorfunction(callback):
         @functools.wraps(callback)
         def stream(*args, **kwargs):
-            check()
-            yield from callback(*args, **kwargs)
+            name = check()
+            items = callback(*args, **kwargs)
+            while True:
+                with acting_as(name):
+                    try:
+                        item = next(items)
+                    except StopIteration:
+                        return
+                yield item
         return stream
     if inspect.iscoroutinefunction(callback):
         @functools.wraps(callback)
         async def coroutine(*args, **kwargs):
-            check()
-            return await callback(*args, **kwargs)
+            with acting_as(check()):
+                return await callback(*args, **kwargs)
         return coroutine
 
     @functools.wraps(callback)
     def plain(*args, **kwargs):
-        check()
-        return callback(*args, **kwargs)
+        with acting_as(check()):
+            return callback(*args, **kwargs)
     return plain

@@ -5,11 +5,13 @@ import dataclasses
 import threading
 
 import gradio as gr
+from gradio.context import Context
 
 from jobs.control import feedback_plan, submit_feedback_training
+from studio.adapters.in_use import in_use
 from studio.chat.server import GenerationSettings, ModelServer, choose_listed
 from studio.errors import ChatError, StudioError
-from studio.feedback.items import MIN_CORRECTIONS, Answered, correct, drop, feedback_items, swapped_sides
+from studio.feedback.items import MIN_CORRECTIONS, Answered, correct, disagreements, drop, feedback_items, raters, swapped_sides
 from studio.feedback.items import vote as record_feedback_vote
 from studio.feedback.votes import WINNERS, leaderboard, win_rates
 from studio.people import activity
@@ -22,7 +24,7 @@ from studio.ui.refresh import on_show
 
 VOTE_HEADERS = ["model 1", "model 2", "up to", "votes", "1 wins", "2 wins", "ties", "1 win rate"]
 LEADERBOARD_HEADERS = ["model", "rating", "95% range", "votes", "wins"]
-FEEDBACK_HEADERS = ["item", "when (UTC)", "verdict", "message", "preferred answer", "other answer"]
+FEEDBACK_HEADERS = ["item", "when (UTC)", "rater", "verdict", "message", "preferred answer", "other answer"]
 
 
 def vote_rows(store: Store) -> list[list]:
@@ -34,12 +36,25 @@ def leaderboard_rows(store: Store) -> list[list]:
     return [[s.label, round(s.rating), f"{s.low:.0f} to {s.high:.0f}", s.votes, s.wins] for s in leaderboard(store)]
 
 
-def feedback_rows(store: Store, model_ref: str | None) -> list[list]:
-    """The Feedback panel's table for a model picked in the list (all when none): newest first, who won, both answers."""
+def feedback_rows(store: Store, model_ref: str | None, rater: str | None = None) -> list[list]:
+    """The Feedback panel's table for a model and a rater picked in the lists (all when none): newest first,
+    who rated, who won, both answers."""
     # The list names a merged model "base:PATH"; its answers are kept under its chat key, "model:PATH".
     key = f"model:{model_ref[5:]}" if model_ref and model_ref.startswith("base:") and model_ref != "base:bundled" else model_ref
-    return [[i.ref, i.created[:16].replace("T", " "), i.verdict, i.prompt, i.chosen or "", i.rejected or ""]
-            for i in feedback_items(store, key or None)]
+    return [[i.ref, i.created[:16].replace("T", " "), i.rater, i.verdict, i.prompt, i.chosen or "", i.rejected or ""]
+            for i in feedback_items(store, key or None, rater or None)]
+
+
+def disagreement_note(store: Store) -> str:
+    """Where raters disagree, in words: worth settling before training on those votes."""
+    found = disagreements(store)
+    if not found:
+        return ""
+    lines = [f"- “{d.prompt[:80]}”: " + "; ".join(f"{rater} chose {choice}" for rater, choice in sorted(d.choices.items()))
+             for d in found[:10]]
+    more = f"\n- … and {len(found) - 10} more" if len(found) > 10 else ""
+    return (f"**Raters disagree on {len(found)} message{'s' if len(found) != 1 else ''}** (the same two models, different winners). "
+            "Settle them, or train on one rater's items:\n" + "\n".join(lines) + more)
 
 
 def plain_turns(history: list[dict] | None) -> list[dict]:
@@ -100,13 +115,18 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
                              label="Leaderboard from all votes: Bradley-Terry rating on the Elo scale (1000 is an average model; "
                                    "+400 means ten times the odds of winning); the range narrows as votes come in")
     with gr.Accordion("Feedback: votes and corrections collected for training", open=False):
-        feedback_model = gr.Dropdown([("(every model)", "")] + model_choices(store), value="", label="Feedback about",
-                                     elem_id="chat-feedback-model")
+        with gr.Row():
+            feedback_model = gr.Dropdown([("(every model)", "")] + model_choices(store), value="", label="Feedback about",
+                                         elem_id="chat-feedback-model")
+            feedback_rater = gr.Dropdown([("(everyone)", "")], value="", label="Rated by", elem_id="chat-feedback-rater",
+                                         info="Whose votes and corrections to list, drop or train on.")
+        disagreement = gr.Markdown(elem_id="chat-feedback-disagreement")
         feedback_table = gr.Dataframe(feedback_rows(store, None), headers=FEEDBACK_HEADERS, interactive=False, wrap=True,
                                       elem_id="chat-feedback", label="Newest first. Ties and identical answers are kept for the ranking but are not pairs.")
         with gr.Row():
             feedback_pick = gr.Dropdown([], multiselect=True, label="Items", elem_id="chat-feedback-items",
                                         info="The items to drop from training, or to train on.")
+            pick_all = gr.Button("Pick all listed", elem_id="chat-feedback-pick-all")
             drop_button = gr.Button("Drop from training", elem_id="chat-feedback-drop")
             train_button = gr.Button("Train on feedback", variant="primary", elem_id="chat-feedback-train")
         gr.Markdown("*Train on feedback* saves the picked wins and corrections as a preference dataset and queues a DPO job "
@@ -176,12 +196,17 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
     last_answers.change(lambda answers: (gr.Button(interactive="a" in answers), gr.Button(interactive="b" in answers),
                                          gr.Group(visible=False)), last_answers, [edit_a, edit_b, correction_box], show_progress="hidden")
 
-    def refreshed_feedback(model_key: str | None):
-        rows = feedback_rows(store, model_key)
-        return rows, gr.Dropdown(choices=[row[0] for row in rows], value=[])
+    def refreshed_feedback(model_key: str | None, rater: str | None):
+        """The feedback listed for the picked model and rater, the raters to pick from, and where raters disagree."""
+        rows = feedback_rows(store, model_key, rater)
+        return (rows, gr.Dropdown(choices=[row[0] for row in rows], value=[]),
+                gr.Dropdown(choices=[("(everyone)", "")] + raters(store), value=rater or ""), disagreement_note(store))
 
-    feedback_outputs = [feedback_table, feedback_pick]
-    feedback_model.change(refreshed_feedback, feedback_model, feedback_outputs)
+    feedback_filters = [feedback_model, feedback_rater]
+    feedback_outputs = [feedback_table, feedback_pick, feedback_rater, disagreement]
+    gr.on([feedback_model.input, feedback_rater.input], refreshed_feedback, feedback_filters, feedback_outputs)
+    pick_all.click(lambda model_key, rater: [row[0] for row in feedback_rows(store, model_key, rater)], feedback_filters,
+                   feedback_pick)
 
     def edit(side: str):
         def open_box(answers: dict):
@@ -194,25 +219,25 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
 
     @needs("correct")
     @shown_to_user
-    def save(side: str | None, text: str, answers: dict, model_key: str | None):
+    def save(side: str | None, text: str, answers: dict, model_key: str | None, rater: str | None):
         if side not in answers:
             raise ChatError("There is no complete answer to correct. Send a message, let the answer finish, then press Edit.")
         correct(store, Answered(**answers[side]), text or "", answers["generation"])
         activity.record(store, signed_in(), "correct", f"corrected {answers[side]['label']}'s answer")
         return (f"Saved your correction of {side.upper()}'s answer.", gr.Group(visible=False),
-                *refreshed_feedback(model_key))
+                *refreshed_feedback(model_key, rater))
 
-    save_correction.click(save, [editing, correction, last_answers, feedback_model], [voted, correction_box, *feedback_outputs],
+    save_correction.click(save, [editing, correction, last_answers, *feedback_filters], [voted, correction_box, *feedback_outputs],
                           api_name="correct")
 
     @needs("drop_feedback")
     @shown_to_user
-    def drop_items(refs: list[str] | None, model_key: str | None):
+    def drop_items(refs: list[str] | None, model_key: str | None, rater: str | None):
         drop(store, refs or [])
         activity.record(store, signed_in(), "feedback", f"dropped {', '.join(refs or [])} from training")
-        return f"Dropped {len(refs)} item{'s' if len(refs) != 1 else ''} from training.", *refreshed_feedback(model_key)
+        return f"Dropped {len(refs)} item{'s' if len(refs) != 1 else ''} from training.", *refreshed_feedback(model_key, rater)
 
-    drop_button.click(drop_items, [feedback_pick, feedback_model], [voted, *feedback_outputs], api_name="drop_feedback")
+    drop_button.click(drop_items, [feedback_pick, *feedback_filters], [voted, *feedback_outputs], api_name="drop_feedback")
 
     def adapter_to_continue(model_ref: str | None) -> int:
         if not (model_ref or "").startswith("adapter:"):
@@ -246,27 +271,35 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
 
     feedback_pick.change(plan_said, [feedback_pick, feedback_model], feedback_plan_note, show_progress="hidden")
     train_button.click(train_on, [feedback_pick, feedback_model], voted, api_name="train_on_feedback")
-    on_show(page, lambda model_key: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store)),
+    on_show(page, lambda model_key, rater: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store)),
                                    vote_rows(store), leaderboard_rows(store), gr.Dropdown(choices=[("(every model)", "")] + model_choices(store)),
-                                   *refreshed_feedback(model_key)),
-                feedback_model, [model_a, model_b, table, standings, feedback_model, *feedback_outputs])
+                                   *refreshed_feedback(model_key, rater)),
+                feedback_filters, [model_a, model_b, table, standings, feedback_model, *feedback_outputs])
+
+    @needs("view")
+    def opened_with_in_use():
+        """A page opens with the adapter in use as Model A, when the team has chosen one."""
+        current = in_use(store)
+        return f"adapter:{current.adapter.id}" if current else gr.skip()
+
+    Context.root_block.load(opened_with_in_use, None, model_a, show_progress="hidden")
 
     def vote_for(winner: str):
         @needs("vote")
         @shown_to_user
-        def vote(pair: dict | None, model_key: str | None):
+        def vote(pair: dict | None, model_key: str | None, rater: str | None):
             if pair is None:  # said in place, not raised: an error would mark the last vote's confirmation and table as failed
                 return ("Nothing to vote on: votes count once both A and B have answered the last message in full, "
-                        "and once per pair of answers."), gr.skip(), gr.skip(), None, gr.skip(), gr.skip()
+                        "and once per pair of answers."), gr.skip(), gr.skip(), None, *[gr.skip()] * len(feedback_outputs)
             record_feedback_vote(store, Answered(**pair["a"]), Answered(**pair["b"]), winner, pair["generation"])
             activity.record(store, signed_in(), "vote", f"{WINNERS[winner]}: {pair['a']['label']} vs {pair['b']['label']}")
             who = (f". Revealed: A was {pair['a']['label']}, B was {pair['b']['label']}." if pair["blind"]
                    else f" ({pair['a']['label']} vs {pair['b']['label']}).")
             return (f"Saved: {WINNERS[winner]}{who}", vote_rows(store), leaderboard_rows(store),
-                    None, *refreshed_feedback(model_key))
+                    None, *refreshed_feedback(model_key, rater))
 
         return vote
 
     for winner, button in vote_buttons.items():
-        button.click(vote_for(winner), [last_pair, feedback_model], [voted, table, standings, last_pair, *feedback_outputs],
+        button.click(vote_for(winner), [last_pair, *feedback_filters], [voted, table, standings, last_pair, *feedback_outputs],
                      api_name=f"vote_{winner}")

@@ -12,7 +12,7 @@ from studio.evaluate import compare
 from studio.people import activity
 from studio.store import Store
 from studio.train.sweeps import sweep_results
-from studio.ui import html
+from studio.ui import html, in_use_panel
 from studio.ui.access import signed_in
 from studio.ui.chart import loss_chart
 from studio.ui.errors import shown_to_user
@@ -41,6 +41,7 @@ def measures_html() -> str:
 
 
 def build(store: Store, page: gr.Tab) -> None:
+    in_use_panel.build(store, page)
     gr.Markdown("Pick two or more adapters, and the base model if you like, to see them side by side. "
                 "Settings where the adapters differ are highlighted. Nothing is trained here: it shows what the studio has stored.")
     sweep = gr.Dropdown(store.sweeps(), value=None, label="Sweep", elem_id="compare-sweep",

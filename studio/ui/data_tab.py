@@ -23,7 +23,7 @@ from studio.ui.pickers import dataset_choices
 from studio.ui.refresh import on_show
 
 ROLES = ["instruction", "input", "output", "messages"]
-DATASET_HEADERS = ["id", "name", "rows", "format", "template", "validation %", "saved"]
+DATASET_HEADERS = ["id", "name", "rows", "format", "template", "validation %", "saved", "by"]
 START_HERE = """**New here? Five steps from examples to your own model.**
 1. **Data** (this tab): upload a file of examples, or load the example below. Read the problems found, tick any rows to drop, and press *Save dataset*.
 2. **Train**: pick your dataset, keep the *Quick test* preset for a first try, and press *Start training*.
@@ -34,7 +34,8 @@ START_HERE = """**New here? Five steps from examples to your own model.**
 
 
 def dataset_rows(store: Store) -> list[list]:
-    return [[d.id, d.name, d.rows, d.format, d.template, round(d.validation_fraction * 100), html.readable_time(d.created)]
+    return [[d.id, d.name, d.rows, d.format, d.template, round(d.validation_fraction * 100), html.readable_time(d.created),
+             d.created_by]
             for d in store.datasets()]
 
 

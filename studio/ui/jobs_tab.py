@@ -21,7 +21,7 @@ from studio.ui.errors import shown_to_user
 from studio.ui.html import history, progress_html
 from studio.ui.pickers import job_choices
 
-HEADERS = ["id", "name", "state", "queue", "progress", "worker", "created", "history"]
+HEADERS = ["id", "name", "state", "queue", "progress", "worker", "created", "by", "history"]
 WORKER_HEADERS = ["worker", "device", "state", "job", "last heartbeat"]
 REFRESH_SECONDS = 2
 CURVE_COLOURS = {"training loss": "#3b6fd8", "validation loss": "#e8731a"}  # blue, orange
@@ -38,7 +38,7 @@ class JobsTab:
 
 def job_rows(store: Store) -> list[list]:
     return [[j.id, j.name, j.state, store.queue_position(j.id) or "", f"{j.step}/{j.total_steps}", j.worker or "", j.created,
-             history(j)] for j in store.jobs()]
+             j.created_by, history(j)] for j in store.jobs()]
 
 
 def worker_rows(store: Store) -> list[list]:

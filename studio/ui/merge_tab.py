@@ -16,14 +16,14 @@ from studio.ui.html import progress_html
 from studio.ui.pickers import adapter_choices
 from studio.ui.refresh import on_show
 
-MERGED_HEADERS = ["id", "adapter", "precision", "prompts checked", "folder", "created"]
+MERGED_HEADERS = ["id", "adapter", "precision", "prompts checked", "folder", "created", "by"]
 DTYPE_HELP = ("float32 keeps the adapter exact (largest files). bfloat16 and float16 halve the size; "
               "bfloat16 suits recent GPUs, float16 older ones.")
 
 
 def merged_rows(store: Store) -> list[list]:
     names = {a.id: a.name for a in store.adapters()}
-    return [[m.id, names.get(m.adapter_id, m.adapter_id), m.dtype, m.verified_prompts, str(m.path), m.created] for m in store.merges()]
+    return [[m.id, names.get(m.adapter_id, m.adapter_id), m.dtype, m.verified_prompts, str(m.path), m.created, m.created_by] for m in store.merges()]
 
 
 def parse_weights(text: str) -> list[float]:
