@@ -79,6 +79,7 @@ def test_records_made_before_the_studio_knew_people_are_by_unknown_and_new_ones_
     connection = sqlite3.connect(path)  # back to the schema before authors, with a job in it
     for table in ("datasets", "jobs", "adapters", "evaluations", "merges", "exports", "votes", "corrections"):
         connection.execute(f"ALTER TABLE {table} DROP COLUMN created_by")
+    connection.execute("DROP TABLE in_use")  # made by a later migration
     connection.execute("INSERT INTO jobs (kind, state, name, base_model, spec, created) VALUES ('train', 'queued', 'old', 'bundled', '{}', 'then')")
     connection.execute(f"PRAGMA user_version = {[m.__name__ for m in MIGRATIONS].index('_v17_authors')}")
     connection.commit()
