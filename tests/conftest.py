@@ -1,6 +1,7 @@
 """Shared fixtures: the bundled model prepared once per session, a fresh STUDIO_HOME per
 test, a real studio server in a subprocess, and a real Chromium driven by Playwright."""
 
+import io
 import os
 import socket
 import shutil
@@ -8,8 +9,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -69,10 +71,24 @@ def store(settings) -> Store:
     return Store(settings.db_path)
 
 
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    """Run `python -m studio ARGS` as a user would, in a studio of its own."""
+def run_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """Run `python -m studio ARGS` as a user would, in a process and a studio of its own."""
     return subprocess.run([sys.executable, "-m", "studio", *args], cwd=ROOT, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=600)
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """Run the main() that `python -m studio ARGS` runs, here, in a studio of its own: what the command prints
+    and the code it exits with, without starting Python and torch again for each call (run_command does that)."""
+    from studio.cli.commands import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env), redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit:  # argparse refusing the arguments
+            code = exit.code
+    return subprocess.CompletedProcess(["python", "-m", "studio", *args], code, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:

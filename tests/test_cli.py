@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import FIXTURES, run_cli
+from conftest import FIXTURES, run_cli, run_command
 
 
 def test_usable_file_exits_0_with_warnings_in_json(studio_env):
@@ -52,10 +52,10 @@ def test_train_runs_here_and_prints_the_outcome(studio_env, codeword_file, tmp_p
 
 
 def test_train_enqueue_puts_the_job_on_the_queue(studio_env, codeword_file):
-    result = run_cli(studio_env, "train", "--data", str(codeword_file), "--method", "qlora", "--enqueue", "--json")
+    result = run_command(studio_env, "train", "--data", str(codeword_file), "--method", "qlora", "--enqueue", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["state"] == "queued"
-    assert "queued" in run_cli(studio_env, "jobs").stdout
+    assert "queued" in run_command(studio_env, "jobs").stdout
 
 
 def test_train_refuses_bad_settings_with_the_field_and_what_is_allowed(studio_env, codeword_file):

@@ -67,7 +67,7 @@ def open_files(pid: int) -> set[str]:
         return set()
 
 
-def test_two_workers_on_redis_share_three_jobs_and_resume_a_killed_workers_job(studio_env, redis_url, codeword_file, tokenizer, tmp_path):
+def test_two_workers_on_redis_share_two_jobs_and_resume_a_killed_workers_job(studio_env, redis_url, codeword_file, tokenizer, tmp_path):
     env = {**studio_env, "STUDIO_QUEUE": redis_url}
     settings = load_settings(env)
     store = Store(settings.db_path)
@@ -77,8 +77,8 @@ def test_two_workers_on_redis_share_three_jobs_and_resume_a_killed_workers_job(s
         workers = [start_worker(env, tmp_path / f"worker{n}.log") for n in (1, 2)]
         try:
             wait_for(lambda: len(store.workers()) == 2, seconds=60)  # both ready before the jobs come
-            jobs = [submit_training(store, dataset_id=dataset.id, base_model="bundled", spec=quick_spec(max_steps=2, save_steps=2),
-                                    name=f"short {n}") for n in (1, 2)]
+            short = submit_training(store, dataset_id=dataset.id, base_model="bundled", spec=quick_spec(max_steps=2, save_steps=2),
+                                    name="short")
             with acting_as("ana"):  # what the job makes on a worker, through Redis, is ana's
                 long = submit_training(store, dataset_id=dataset.id, base_model="bundled", spec=quick_spec(max_steps=6, save_steps=2),
                                        name="long")
@@ -94,28 +94,28 @@ def test_two_workers_on_redis_share_three_jobs_and_resume_a_killed_workers_job(s
 
             wait_for(past_a_checkpoint, seconds=300)
             killed = next(w for w in workers if store.job(long.id).worker.endswith(f":{w.pid}"))
+            ran_long_first = store.job(long.id).worker
             killed.kill()  # SIGKILL: no clean-up; its training child dies with it
             killed.wait()
             resumed_from = checkpoint_step(latest_checkpoint(work))
             before_crash = {m["step"]: m["loss"] for m in store.metrics(long.id)}
             survivor = next(w for w in workers if w is not killed)
-            wait_for(lambda: all(store.job(j.id).state in FINISHED for j in [*jobs, long]), seconds=300)
+            wait_for(lambda: all(store.job(j.id).state in FINISHED for j in [short, long]), seconds=300)
             files_seen.update(f for pid in processes_under(survivor.pid) for f in open_files(pid))
         finally:
             for worker in workers:
                 worker.terminate()
                 worker.wait(timeout=30)
-    jobs, long = [store.job(j.id) for j in jobs], store.job(long.id)
-    assert [j.state for j in [*jobs, long]] == ["succeeded"] * 3, [j.error for j in [*jobs, long]]
-    assert {j.worker for j in jobs} == {f"{os.uname().nodename}:{w.pid}" for w in workers}  # split across both
-    for job in [*jobs, long]:  # every step's metrics reached the store through Redis
+    short, long = store.job(short.id), store.job(long.id)
+    assert [j.state for j in [short, long]] == ["succeeded"] * 2, [j.error for j in [short, long]]
+    for job in [short, long]:  # every step's metrics reached the store through Redis
         assert [m["step"] for m in store.metrics(job.id)] == list(range(1, job.total_steps + 1))
         assert all(m["loss"] is not None and m["tokens_per_second"] for m in store.metrics(job.id))
-    assert long.worker.endswith(f":{survivor.pid}")
+    assert long.worker.endswith(f":{survivor.pid}") and ran_long_first.endswith(f":{killed.pid}")  # both workers took work
     log = (work / "train.log").read_text()
     assert f"Resuming from {work / 'checkpoints' / f'checkpoint-{resumed_from}'}" in log
     assert store.adapter(long.adapter_id).summary["steps"] == 6
-    assert (long.created_by, store.adapter(long.adapter_id).created_by, jobs[0].created_by) == ("ana", "ana", "unknown")
+    assert (long.created_by, store.adapter(long.adapter_id).created_by, short.created_by) == ("ana", "ana", "unknown")
     # The resumed run continued where it stopped: the steps it redid after the checkpoint have the
     # losses they had before the crash (same weights, data order and random state).
     losses = {m["step"]: m["loss"] for m in store.metrics(long.id)}
@@ -191,7 +191,7 @@ def test_a_two_gpu_job_trains_through_accelerate(settings, store, codeword_file,
     done = subprocess.run(child_command(store.job(job.id)), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     job = store.job(job.id)
-    assert job.state == "succeeded" and store.adapter(job.adapter_id).summary["steps"] == 4
+    assert job.state == "succeeded" and store.adapter(job.adapter_id).summary["steps"] == 6
 
 
 def test_a_job_in_two_processes_records_once_from_the_first(settings, store, codeword_file, tokenizer):
