@@ -222,7 +222,9 @@ def train_command(args: argparse.Namespace) -> int:
     sweep = name if args.sweep else None
     if args.enqueue:
         from jobs.control import submit_training  # opens the queue only when it is used
+        from jobs.queue import use_queue_of
 
+        use_queue_of(settings)  # the queue of the studio these settings name, as the store is
         for label, run_spec in runs:
             job = submit_training(store, dataset_id=dataset.id, base_model=args.model, spec=run_spec, name=f"{name} {label}".strip(), sweep=sweep,
                                   test_dataset_id=test_set.id if test_set else None)

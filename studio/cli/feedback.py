@@ -83,8 +83,10 @@ def pairs_command(args: argparse.Namespace) -> int:
 
 def train_command(args: argparse.Namespace) -> int:
     from jobs.control import feedback_plan, submit_feedback_training  # opens the queue: only for this command
+    from jobs.queue import use_queue_of
 
     settings = load_settings()
+    use_queue_of(settings)  # the queue of the studio these settings name, as the store is
     store = Store(settings.db_path)
     refs = [ref.strip() for ref in args.items.split(",") if ref.strip()]
     adapter = store.find_adapter(args.adapter)
