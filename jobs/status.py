@@ -44,7 +44,7 @@ def job_status(store: Store, job_id: int) -> JobStatus:
     seconds_left = None
     if job.state == "running" and last and last["seconds"] and last["step"]:
         seconds_left = last["seconds"] / last["step"] * max(job.total_steps - last["step"], 0)
-    adapter = store.adapter(job.adapter_id) if job.kind == "train" and job.adapter_id else None
+    adapter = store.adapter(job.adapter_id, deleted_too=True) if job.kind == "train" and job.adapter_id else None
     warnings = training_warnings(metrics, adapter.summary if adapter else None)
     if adapter:
         warnings += evaluation_warnings(store.latest_evaluation(adapter.id))

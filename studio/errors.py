@@ -25,6 +25,14 @@ class NotFound(StudioError):
     """A named dataset, job or adapter does not exist in the store."""
 
 
+class Gone(NotFound):
+    """A record that was deleted: its name stays for what points at it, but it cannot be used."""
+
+
+class DeleteRefused(StudioError):
+    """Something cannot be deleted now: a job uses it, it is in use, or the person may not delete it."""
+
+
 class SpecError(StudioError):
     """A training setting is out of range or contradicts another."""
 

@@ -14,6 +14,7 @@ from studio.errors import SettingsError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = PROJECT_ROOT / "templates"  # prompt templates (prompts/) and model cards
 EXAMPLES_DIR = PROJECT_ROOT / "examples"
+TOKEN_CACHE = ".encoded"  # in the jobs folder, beside the work folders: every job of a studio shares the tokenised datasets
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class Settings:
     def jobs_dir(self) -> Path:
         """Each job's working folder (checkpoints, logs) and, beside them, the token cache."""
         return self.home / "jobs"
+
+    @property
+    def token_cache_dir(self) -> Path:
+        return self.jobs_dir / TOKEN_CACHE
 
     @property
     def merged_dir(self) -> Path:

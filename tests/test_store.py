@@ -70,20 +70,19 @@ def _open_or_record(path, errors: list) -> None:
 
 
 def test_records_made_before_the_studio_knew_people_are_by_unknown_and_new_ones_by_whoever_acts(tmp_path):
-    import sqlite3
+    import sqlite_utils
 
     from studio.store.authors import acting_as
 
     path = tmp_path / "studio.db"
-    Store(path)
-    connection = sqlite3.connect(path)  # back to the schema before authors, with a job in it
-    for table in ("datasets", "jobs", "adapters", "evaluations", "merges", "exports", "votes", "corrections"):
-        connection.execute(f"ALTER TABLE {table} DROP COLUMN created_by")
-    connection.execute("DROP TABLE in_use")  # made by a later migration
-    connection.execute("INSERT INTO jobs (kind, state, name, base_model, spec, created) VALUES ('train', 'queued', 'old', 'bundled', '{}', 'then')")
-    connection.execute(f"PRAGMA user_version = {[m.__name__ for m in MIGRATIONS].index('_v17_authors')}")
-    connection.commit()
-    connection.close()
+    before = MIGRATIONS[:[m.__name__ for m in MIGRATIONS].index("_v17_authors")]  # the schema before authors, with a job in it
+    db = sqlite_utils.Database(path)
+    for migration in before:
+        migration(db)
+    db.execute("INSERT INTO jobs (kind, state, name, base_model, spec, created) VALUES ('train', 'queued', 'old', 'bundled', '{}', 'then')")
+    db.execute(f"PRAGMA user_version = {len(before)}")
+    db.conn.commit()
+    db.close()
     store = Store(path)
     assert store.jobs()[0].created_by == "unknown"
     with acting_as("ana"):

@@ -5,14 +5,14 @@ dataset names the votes and corrections it was made of (studio.feedback.items). 
 model card show the same sentence, e.g. "from tickets (#1) via 6 votes and 2 corrections".
 """
 
-from studio.store import AdapterRecord, DatasetRecord, Store
+from studio.store import AdapterRecord, DatasetRecord, Store, deleted_note
 
 
 def lineage(store: Store, adapter: AdapterRecord) -> str | None:
     """The lineage of a registered adapter; None for one trained afresh (or imported)."""
     if adapter.parent_id is None:
         return None
-    return describe(store, store.adapter(adapter.parent_id), _dataset_of(store, adapter))
+    return describe(store, store.adapter(adapter.parent_id, deleted_too=True), _dataset_of(store, adapter))
 
 
 def describe(store: Store, parent: AdapterRecord, dataset: DatasetRecord | None) -> str:
@@ -24,15 +24,15 @@ def describe(store: Store, parent: AdapterRecord, dataset: DatasetRecord | None)
     steps = [_step(dataset)]
     while parent.parent_id is not None and feedback_refs(_dataset_of(store, parent)):
         steps.insert(0, _step(_dataset_of(store, parent)))
-        parent = store.adapter(parent.parent_id)
-    return f"from {parent.name} (#{parent.id}) " + ", then ".join(steps)
+        parent = store.adapter(parent.parent_id, deleted_too=True)
+    return f"from {parent.name} (#{parent.id}){deleted_note(parent)} " + ", then ".join(steps)
 
 
 def _step(dataset: DatasetRecord | None) -> str:
     refs = feedback_refs(dataset)
     if refs:
         return f"via {items_in_words(refs)}" + ("" if dataset.shape == "preference" else " as instruction rows")
-    return f"trained further on '{dataset.name}'" if dataset else "trained further"
+    return f"trained further on '{dataset.name}'{deleted_note(dataset)}" if dataset else "trained further"
 
 
 def _dataset_of(store: Store, adapter: AdapterRecord) -> DatasetRecord | None:
@@ -40,7 +40,7 @@ def _dataset_of(store: Store, adapter: AdapterRecord) -> DatasetRecord | None:
     if adapter.job_id is None:
         return None
     job = store.job(adapter.job_id)
-    return store.dataset(job.dataset_id) if job.dataset_id is not None else None
+    return store.dataset(job.dataset_id, deleted_too=True) if job.dataset_id is not None else None
 
 
 FEEDBACK_SOURCE = "chat feedback: "  # a feedback dataset's source: this, then the refs of the items it holds

@@ -23,6 +23,8 @@ ACTIONS = {
     "export": ("trainer", "exporting, importing and downloading adapters"),
     "choose_in_use": ("trainer", "choosing the adapter in use"),
     "drop_feedback": ("trainer", "dropping feedback items"),
+    "delete": ("trainer", "deleting what you made and clearing storage"),
+    "delete_any": ("admin", "deleting what others made, or what came from it"),
     "manage_people": ("admin", "managing people and their roles"),
     "see_activity": ("admin", "seeing the activity log"),
 }

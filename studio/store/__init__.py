@@ -4,7 +4,7 @@ the database class with its accessors (database). The public face is these names
 from studio.store.database import Store
 from studio.store.migrations import MIGRATIONS
 from studio.store.records import (FINISHED, AdapterRecord, DatasetRecord, EvaluationRecord, ExportRecord, JobRecord,
-                                  MergeRecord, now)
+                                  MergeRecord, deleted_note, now)
 
 __all__ = ["FINISHED", "MIGRATIONS", "AdapterRecord", "DatasetRecord", "EvaluationRecord", "ExportRecord", "JobRecord",
-           "MergeRecord", "Store", "now"]
+           "MergeRecord", "Store", "deleted_note", "now"]

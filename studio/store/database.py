@@ -10,10 +10,20 @@ from pathlib import Path
 
 import sqlite_utils
 
-from studio.errors import NotFound
+from studio.errors import Gone, NotFound
 from studio.store.authors import acting
 from studio.store.migrations import MIGRATIONS
 from studio.store.records import AdapterRecord, DatasetRecord, EvaluationRecord, ExportRecord, JobRecord, MergeRecord, now
+
+KEPT = "deleted IS NULL"  # the records not deleted (studio.storage.deleting keeps a deleted one's row, for its lineage)
+
+
+def _usable(record, what: str, deleted_too: bool):
+    """The record, or Gone when it was deleted and the caller wants to use it, not just name it."""
+    if record.deleted and not deleted_too:
+        raise Gone(f"{what} '{record.name if hasattr(record, 'name') else record.path.name}' was deleted by {record.deleted_by} "
+                   f"on {record.deleted[:10]}: its files are gone. Pick another from the list.")
+    return record
 
 
 def _stamp() -> dict:
@@ -63,6 +73,7 @@ class Store:
         if not hasattr(self._local, "db"):
             self._local.db = _Database(self.path)
             self._local.db.execute("PRAGMA busy_timeout = 30000")
+            self._local.db.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, not left in free pages
         return self._local.db
 
     def _migrate(self) -> None:
@@ -90,22 +101,25 @@ class Store:
         fields = {**fields, "mapping": json.dumps(fields["mapping"]), "path": str(fields["path"])}
         with self.db.atomic():
             same = list(self.db["datasets"].rows_where(
-                "content_hash = ? and name = ? and validation_fraction = ? and split_seed = ? and template = ?",
+                f"content_hash = ? and name = ? and validation_fraction = ? and split_seed = ? and template = ? and {KEPT}",
                 [fields[k] for k in ("content_hash", "name", "validation_fraction", "split_seed", "template")], limit=1))
-            if same:
-                return DatasetRecord.from_row(same[0])
+            if same:  # saved again: an archived one is back in the lists
+                self.db["datasets"].update(same[0]["id"], {"archived": None, "archived_by": None})
+                return self.dataset(same[0]["id"])
             table = self.db["datasets"].insert({**fields, **_stamp()})
             return self.dataset(table.last_pk)
 
-    def dataset(self, dataset_id: int) -> DatasetRecord:
+    def dataset(self, dataset_id: int, deleted_too: bool = False) -> DatasetRecord:
+        """A saved dataset, archived ones too; a deleted one only `deleted_too` (to name it), else Gone."""
         try:
-            return DatasetRecord.from_row(self.db["datasets"].get(dataset_id))
+            record = DatasetRecord.from_row(self.db["datasets"].get(dataset_id))
         except sqlite_utils.db.NotFoundError:
             raise NotFound(f"There is no saved dataset with id {dataset_id}. Pick one from the list of saved datasets.") from None
+        return _usable(record, f"Dataset #{dataset_id}", deleted_too)
 
     def find_dataset_by_hash(self, content_hash: str) -> DatasetRecord | None:
         """The first dataset saved with these rows."""
-        rows = list(self.db["datasets"].rows_where("content_hash = ?", [content_hash], order_by="id", limit=1))
+        rows = list(self.db["datasets"].rows_where(f"content_hash = ? and {KEPT}", [content_hash], order_by="id", limit=1))
         return DatasetRecord.from_row(rows[0]) if rows else None
 
     def find_dataset(self, ref: str) -> DatasetRecord:
@@ -121,8 +135,10 @@ class Store:
         self.db["datasets"].update(dataset_id, {"test_dataset_id": test_dataset_id})
         return self.dataset(dataset_id)
 
-    def datasets(self) -> list[DatasetRecord]:
-        return [DatasetRecord.from_row(r) for r in self.db["datasets"].rows_where(order_by="id desc")]
+    def datasets(self, archived_too: bool = False) -> list[DatasetRecord]:
+        """The saved datasets, newest first: not the deleted ones, nor the archived ones unless asked."""
+        where = KEPT if archived_too else f"{KEPT} and archived IS NULL"
+        return [DatasetRecord.from_row(r) for r in self.db["datasets"].rows_where(where, order_by="id desc")]
 
     # jobs
 
@@ -138,7 +154,8 @@ class Store:
             raise NotFound(f"There is no job {job_id}. Pick one from the Jobs list.") from None
 
     def jobs(self, states: tuple[str, ...] | None = None) -> list[JobRecord]:
-        where = f"state in ({', '.join('?' * len(states))})" if states else None
+        """The jobs not deleted, newest first, in these states when given."""
+        where = f"{KEPT} and state in ({', '.join('?' * len(states))})" if states else KEPT
         return [JobRecord.from_row(r) for r in self.db["jobs"].rows_where(where, list(states or []), order_by="id desc")]
 
     def update_job(self, job_id: int, **fields) -> None:
@@ -198,14 +215,16 @@ class Store:
         table = self.db["adapters"].insert({**fields, **_stamp()})
         return self.adapter(table.last_pk)
 
-    def adapter(self, adapter_id: int) -> AdapterRecord:
+    def adapter(self, adapter_id: int, deleted_too: bool = False) -> AdapterRecord:
+        """A registered adapter; a deleted one only `deleted_too` (to name it in a lineage), else Gone."""
         try:
-            return AdapterRecord.from_row(self.db["adapters"].get(adapter_id))
+            record = AdapterRecord.from_row(self.db["adapters"].get(adapter_id))
         except sqlite_utils.db.NotFoundError:
             raise NotFound(f"There is no adapter {adapter_id}. Pick one from the list of adapters.") from None
+        return _usable(record, f"Adapter #{adapter_id}", deleted_too)
 
     def adapters(self) -> list[AdapterRecord]:
-        return [AdapterRecord.from_row(r) for r in self.db["adapters"].rows_where(order_by="id desc")]
+        return [AdapterRecord.from_row(r) for r in self.db["adapters"].rows_where(KEPT, order_by="id desc")]
 
     def sweeps(self) -> list[str]:
         """Names of the sweeps, newest first."""
@@ -215,7 +234,7 @@ class Store:
     def sweep_adapters(self, sweep: str) -> list[AdapterRecord]:
         """The adapters the jobs of a sweep produced so far."""
         rows = self.db.query("select adapters.* from adapters join jobs on adapters.job_id = jobs.id where jobs.sweep = ? "
-                             "order by adapters.id", [sweep])
+                             "and adapters.deleted IS NULL order by adapters.id", [sweep])
         return [AdapterRecord.from_row(r) for r in rows]
 
     def find_adapter(self, ref: str) -> AdapterRecord:
@@ -225,6 +244,8 @@ class Store:
         for adapter in self.adapters():
             if ref in (str(adapter.id), adapter.name) or adapter.path.resolve() == folder:
                 return adapter
+        if ref.isdigit():
+            self.adapter(int(ref))  # raises Gone, with who deleted it, for a deleted adapter's id
         raise NotFound(f"No registered adapter has the id, name or folder '{ref}'. "
                        "Give the id or name of an adapter listed in the studio (a training job registers it), or its folder.")
 
@@ -282,15 +303,17 @@ class Store:
         table = self.db["merges"].insert({**fields, "path": str(fields["path"]), **_stamp()})
         return self.merge(table.last_pk)
 
-    def merge(self, merge_id: int) -> MergeRecord:
+    def merge(self, merge_id: int, deleted_too: bool = False) -> MergeRecord:
         try:
-            return MergeRecord.from_row(self.db["merges"].get(merge_id))
+            record = MergeRecord.from_row(self.db["merges"].get(merge_id))
         except sqlite_utils.db.NotFoundError:
             raise NotFound(f"There is no merged model {merge_id}. Pick one from the list of merged models.") from None
+        return _usable(record, f"Merged model #{merge_id}", deleted_too)
 
     def merges(self, adapter_id: int | None = None) -> list[MergeRecord]:
-        where = "adapter_id = ?" if adapter_id is not None else None
-        return [MergeRecord.from_row(r) for r in self.db["merges"].rows_where(where, [adapter_id] if where else [], order_by="id desc")]
+        where = f"adapter_id = ? and {KEPT}" if adapter_id is not None else KEPT
+        return [MergeRecord.from_row(r) for r in self.db["merges"].rows_where(where, [adapter_id] if adapter_id is not None else [],
+                                                                             order_by="id desc")]
 
     # exports for other runtimes
 
@@ -298,15 +321,17 @@ class Store:
         table = self.db["exports"].insert({**fields, "path": str(fields["path"]), "report": json.dumps(fields["report"]), **_stamp()})
         return self.export(table.last_pk)
 
-    def export(self, export_id: int) -> ExportRecord:
+    def export(self, export_id: int, deleted_too: bool = False) -> ExportRecord:
         try:
-            return ExportRecord.from_row(self.db["exports"].get(export_id))
+            record = ExportRecord.from_row(self.db["exports"].get(export_id))
         except sqlite_utils.db.NotFoundError:
             raise NotFound(f"There is no export {export_id}. Pick one from the list of exports.") from None
+        return _usable(record, f"Export #{export_id}", deleted_too)
 
     def exports(self, adapter_id: int | None = None) -> list[ExportRecord]:
-        where = "adapter_id = ?" if adapter_id is not None else None
-        return [ExportRecord.from_row(r) for r in self.db["exports"].rows_where(where, [adapter_id] if where else [], order_by="id desc")]
+        where = f"adapter_id = ? and {KEPT}" if adapter_id is not None else KEPT
+        return [ExportRecord.from_row(r) for r in self.db["exports"].rows_where(where, [adapter_id] if adapter_id is not None else [],
+                                                                               order_by="id desc")]
 
     # the adapter in use
 

@@ -217,9 +217,20 @@ def _v18_in_use(db: sqlite_utils.Database) -> None:
                         defaults={"undone": 0})
 
 
+def _v19_deleting(db: sqlite_utils.Database) -> None:
+    """Deleting with lineage kept (studio.storage): a deleted record keeps its row, with who deleted it and when,
+    so what points at it still names it; its files are gone. A dataset adapters were trained on is archived instead:
+    hidden from the lists, its rows kept."""
+    for table in ("datasets", "jobs", "adapters", "merges", "exports"):
+        db[table].add_column("deleted", str)
+        db[table].add_column("deleted_by", str)
+    db["datasets"].add_column("archived", str)
+    db["datasets"].add_column("archived_by", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
                                                              _v6_unstopped_answers, _v7_sweeps, _v8_workers,
                                                              _v9_datasets_share_rows, _v10_job_notes,
                                                              _v11_exports, _v12_feedback, _v13_preference_metrics,
                                                              _v14_test_sets, _v15_job_chains, _v16_people, _v17_authors,
-                                                             _v18_in_use]
+                                                             _v18_in_use, _v19_deleting]

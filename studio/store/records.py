@@ -28,6 +28,10 @@ class DatasetRecord:
     created: str
     test_dataset_id: int | None = None  # the user's own test file, when one is attached
     created_by: str = "unknown"  # who saved it (studio.store.authors)
+    deleted: str | None = None  # when its rows were erased (studio.storage.deleting); None while it is kept
+    deleted_by: str | None = None
+    archived: str | None = None  # when it was archived: out of the lists, rows kept for the adapters trained on it
+    archived_by: str | None = None
 
     @classmethod
     def from_row(cls, row: dict) -> "DatasetRecord":
@@ -59,6 +63,8 @@ class JobRecord:
     test_dataset_id: int | None = None  # the user's own test file for this job's verdict
     after_job_id: int | None = None  # the job this one waits for (studio.feedback.items: corrections first, then DPO)
     created_by: str = "unknown"  # who queued it
+    deleted: str | None = None  # when it left the Jobs list and its folder was erased
+    deleted_by: str | None = None
 
     @classmethod
     def from_row(cls, row: dict) -> "JobRecord":
@@ -70,6 +76,11 @@ class JobRecord:
 
 
 FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def deleted_note(record) -> str:
+    """' (deleted by ana on 2026-12-03)' for a deleted record, '' for a kept one: what its name is shown with."""
+    return f" (deleted by {record.deleted_by} on {record.deleted[:10]})" if record.deleted else ""
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,8 @@ class AdapterRecord:
     parent_id: int | None
     created: str
     created_by: str = "unknown"  # who queued the job that made it, or imported it
+    deleted: str | None = None  # when its files were erased; the record stays for the lineage of what came from it
+    deleted_by: str | None = None
 
     @classmethod
     def from_row(cls, row: dict) -> "AdapterRecord":
@@ -125,6 +138,8 @@ class ExportRecord:
     report: dict
     created: str
     created_by: str = "unknown"
+    deleted: str | None = None
+    deleted_by: str | None = None
 
     @classmethod
     def from_row(cls, row: dict) -> "ExportRecord":
@@ -141,6 +156,8 @@ class MergeRecord:
     verified_prompts: int
     created: str
     created_by: str = "unknown"
+    deleted: str | None = None
+    deleted_by: str | None = None
 
     @classmethod
     def from_row(cls, row: dict) -> "MergeRecord":

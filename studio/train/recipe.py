@@ -25,6 +25,7 @@ from studio.data.prompts import encode, get_template, render
 from studio.device import Device, cpu_has_bf16_instructions, memory_mb, peak_flops, pick_device, training_flops_per_token
 from studio.errors import JobError, SpecError, TrainingDiverged
 from studio.models.catalog import HUB_ID, load_base_model, lora_targets, new_tokenizer, public_name
+from studio.settings import TOKEN_CACHE
 from studio.staging import staged_folder
 from studio.train import token_cache
 from studio.train.health import diverged_message, zero_lora_layers
@@ -36,7 +37,6 @@ from studio.train.speed.packing import PackingCollator, packs_rows, use_packed_r
 
 log = logging.getLogger("studio.train.recipe")
 COMPLETE_MARKER = "studio-complete.json"
-ENCODED_CACHE = ".encoded"  # beside the work folders: every job of a studio shares the tokenised datasets
 
 
 class Reporter(Protocol):
@@ -89,7 +89,7 @@ class TrainResult:
 def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Reporter) -> TrainResult:
     """Train an adapter and save it to `adapter_dir`; resume from work_dir's last complete checkpoint.
 
-    The dataset's token ids are cached by content in work_dir's parent (ENCODED_CACHE), for the next job on it.
+    The dataset's token ids are cached by content in work_dir's parent (studio.settings.TOKEN_CACHE), for the next job on it.
 
     Raises SpecError for data or settings that cannot train, JobError when a checkpoint
     was made with other settings or data.
@@ -98,7 +98,7 @@ def train(inputs: TrainInputs, work_dir: Path, adapter_dir: Path, reporter: Repo
     spec, device = inputs.spec, training_device(work_dir)
     torch.manual_seed(spec.seed)
     tokenizer = new_tokenizer(inputs.base_dir, pad_with_eos=True)
-    train_rows, validation_rows = _encode_split(inputs, tokenizer, work_dir.parent / ENCODED_CACHE)
+    train_rows, validation_rows = _encode_split(inputs, tokenizer, work_dir.parent / TOKEN_CACHE)
     resume_from = checkpoint_to_resume(work_dir, inputs)
     model = adapter_model(inputs, device)
     trainer = _trainer(inputs, model, tokenizer, train_rows, validation_rows, work_dir, device, reporter)
