@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The layer order of docs/architecture.md: a module imports its own unit and the layers below it; of the
 # units of one layer, only evaluate may import train (it judges what training made).
 LAYERS = [("errors", "__init__"), ("settings", "device", "staging"), ("store",), ("data", "models", "people"), ("adapters",),
-          ("train", "evaluate", "chat", "feedback", "export"), ("jobs",), ("ui", "cli"), ("app", "__main__")]
+          ("train", "evaluate", "chat", "feedback", "export", "storage"), ("jobs",), ("ui", "cli"), ("app", "__main__")]
 LAYER = {unit: number for number, units in enumerate(LAYERS) for unit in units}
 SIDEWAYS = {("evaluate", "train")}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from studio.adapters.imports import resolve_adapter
 from studio.cli.feedback import add_commands as add_feedback_commands
 from studio.cli.people import add_commands as add_people_commands
+from studio.cli.storage import add_commands as add_storage_commands
 from studio.data.blending import blend_datasets, plan_blend
 from studio.data.instructions import DEFAULT_MAX_LENGTH, inspect_file
 from studio.data.preferences import inspect_data_file, save_report
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=export_command)
 
     add_people_commands(commands)
+    add_storage_commands(commands)
     take_in = commands.add_parser("import", help="register an adapter trained elsewhere: a peft adapter folder or a zip of one")
     take_in.add_argument("source", type=Path, help="the adapter folder (holding adapter_config.json) or a .zip of it")
     take_in.add_argument("--name", default="", help="the adapter's name in the studio (default: the folder's or zip's name)")
