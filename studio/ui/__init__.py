@@ -11,7 +11,7 @@ from studio.people.users import sign_in_required
 from studio.settings import Settings
 from studio.store import Store
 from studio.train.spec import TrainSpec
-from studio.ui import chat_tab, compare_tab, data_tab, download_tab, jobs_tab, merge_tab, people_tab, train_tab
+from studio.ui import chat_tab, compare_tab, data_tab, download_tab, jobs_tab, merge_tab, people_tab, storage_tab, train_tab
 from studio.ui.access import Guard, current_role, needs, signed_in
 from studio.ui.errors import shown_to_user
 from studio.ui.refresh import on_show
@@ -37,7 +37,7 @@ CSS = """
 
 # Each tab: its id, its label, and the action its events need (studio.people.roles), which decides who sees it.
 TAB_ACTIONS = {"data": "upload", "train": "train", "jobs": "manage_jobs", "compare": "evaluate", "merge": "merge",
-               "download": "export", "chat": "chat", "people": "manage_people"}
+               "download": "export", "chat": "chat", "storage": "delete", "people": "manage_people"}
 
 
 def build_app(settings: Settings, store: Store, model_dir: Path, downloads_dir: Path) -> gr.Blocks:
@@ -64,10 +64,13 @@ def build_app(settings: Settings, store: Store, model_dir: Path, downloads_dir: 
                 download_tab.build(store, download_page, downloads_dir)
             with gr.Tab("Chat", id="chat") as chat_page, guard.section("chat"):
                 chat_tab.build(settings, store, ModelServer(settings.chat_memory_mb), chat_page)
+            with gr.Tab("Storage", id="storage") as storage_page, guard.section("delete"):
+                storage_tab.build(settings, store, storage_page, downloads_dir)
             with gr.Tab("People", id="people") as people_page, guard.section("manage_people"):
                 people_tab.build(store, people_page, downloads_dir)
         pages = {"data": data_page, "train": train_page, "jobs": jobs_page, "compare": compare_page, "merge": merge_page,
-                 "download": download_page, "chat": chat_page, "people": people_page}
+                 "download": download_page, "chat": chat_page, "storage": storage_page,
+                 "people": people_page}
         with guard.section("manage_jobs"):
             # Choices only: the picked job stays as it is, even when the user picks one before this answer arrives.
             on_show(jobs_page, lambda: gr.update(choices=jobs_tab.job_choices(store)), None, jobs.job)
