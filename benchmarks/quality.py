@@ -161,11 +161,13 @@ def run_task(name: str, settings, store, tokenizer, chosen: dict) -> dict:
         raise SystemExit(f"{name}: training failed: {store.job(job.id).error}")
     adapter_id = store.job(job.id).adapter_id
     started = time.monotonic()
-    evaluation = evaluate_adapter(store, settings.models_dir, adapter_id)
+    evaluation = evaluate_adapter(store, settings.models_dir, adapter_id, general_requests_asked=settings.general_requests)
     verdict = verdict_for(store, adapter_id)
     return {"task": name, "rows": len(train), "steps": result.steps, "minutes": result.train_seconds / 60,
             "eval_seconds": time.monotonic() - started, "base_exact": evaluation.base_exact, "adapter_exact": evaluation.adapter_exact,
-            "base_rouge": evaluation.base_rouge, "adapter_rouge": evaluation.adapter_rouge, "verdict": verdict.kind, "says": str(verdict)}
+            "base_rouge": evaluation.base_rouge, "adapter_rouge": evaluation.adapter_rouge,
+            "general_changed": evaluation.general_changed, "general_asked": evaluation.general_asked, "drift": evaluation.general_drift,
+            "verdict": verdict.kind, "says": str(verdict)}
 
 
 def chosen_settings(pairs: list[str]) -> dict:
@@ -203,10 +205,12 @@ def main() -> None:
     for name in args.tasks.split(","):
         results.append(run_task(name, settings, store, tokenizer, chosen_settings(args.set)))
         print(json.dumps(results[-1]), flush=True)
-    print(f"\n{'task':<8} {'rows':>5} {'steps':>6} {'minutes':>8} {'exact base → adapter':>22} {'ROUGE-L base → adapter':>24}  verdict")
+    print(f"\n{'task':<8} {'rows':>5} {'steps':>6} {'minutes':>8} {'exact base → adapter':>22} {'ROUGE-L base → adapter':>24} "
+          f"{'forgetting (general answers changed, drift)':>44}  verdict")
     for r in results:
+        forgetting = f"{r['general_changed']} of {r['general_asked']}, {r['drift']:.2f} nats/token"
         print(f"{r['task']:<8} {r['rows']:>5} {r['steps']:>6} {r['minutes']:>8.1f} {r['base_exact']:>10.0%} → {r['adapter_exact']:<9.0%} "
-              f"{r['base_rouge']:>12.2f} → {r['adapter_rouge']:<9.2f}  {r['verdict']}")
+              f"{r['base_rouge']:>12.2f} → {r['adapter_rouge']:<9.2f} {forgetting:>44}  {r['verdict']}")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def _progress(store: Store, job_id: int):
 
 def _evaluate(settings: Settings, store: Store, job: JobRecord) -> None:
     evaluation = evaluate_adapter(store, settings.models_dir, job.spec["adapter_id"], job.id, _progress(store, job.id),
-                                  test_dataset_id=job.spec.get("test_dataset_id"))
+                                  test_dataset_id=job.spec.get("test_dataset_id"), general_requests_asked=settings.general_requests)
     log.info("Loss on %s %.4f -> %.4f, ROUGE-L %.3f -> %.3f (base -> adapter)", evaluation.source, evaluation.base_loss,
              evaluation.adapter_loss, evaluation.base_rouge, evaluation.adapter_rouge)
     verdict = verdict_for(store, evaluation.adapter_id)

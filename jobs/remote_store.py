@@ -26,8 +26,8 @@ from studio.store.authors import UNKNOWN, acting, acting_as
 log = logging.getLogger("studio.store_server")
 CALLS = f"{NAME}:store-calls"
 ANSWER_SECONDS = 60
-RECORDING_CALLS = {"update_job", "add_metrics", "drop_metrics_after", "record_worker", "note_job"}
-ANSWERED_CALLS = {"job", "jobs", "dataset", "find_dataset_by_hash", "adapter", "merge", "latest_evaluation", "answers", "add_job",
+RECORDING_CALLS = {"update_job", "add_metrics", "drop_metrics_after", "record_worker", "note_job", "keep_base_answers"}
+ANSWERED_CALLS = {"job", "jobs", "dataset", "find_dataset_by_hash", "adapter", "merge", "latest_evaluation", "answers", "probe_answers", "base_answers", "add_job",
                   "add_adapter", "add_evaluation", "add_merge", "claim_job", "interrupt_job", "merges", "add_export"}
 
 

@@ -33,6 +33,7 @@ SETTINGS = [
     Setting("STUDIO_QUEUE", "", "Job queue: empty for a SQLite queue file under STUDIO_HOME, or a redis://HOST:PORT/DB URL for many workers."),
     Setting("STUDIO_MAX_UPLOAD_MB", "200", "Largest file, in megabytes, that can be uploaded or checked."),
     Setting("STUDIO_TRUST_CODE_OF", "", "Model folders or hub ids, separated by commas, whose own code may run when they load (trust_remote_code). Only for models whose authors you trust."),
+    Setting("STUDIO_GENERAL_REQUESTS", "60", "How many of the bundled ordinary requests every evaluation asks base and adapter, to measure what the adapter forgot (at most 60; fewer is faster)."),
     Setting("STUDIO_CHAT_MEMORY_MB", "4096", "Memory, in megabytes, that the Chat tab may fill with base models; the least recently used is unloaded beyond it."),
 ]
 
@@ -47,6 +48,7 @@ class Settings:
     queue: str
     max_upload_mb: int
     chat_memory_mb: int
+    general_requests: int
     trust_code_of: tuple[str, ...]
 
     @property
@@ -102,6 +104,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue=value["STUDIO_QUEUE"],
         max_upload_mb=_positive_int(value, "STUDIO_MAX_UPLOAD_MB"),
         chat_memory_mb=_positive_int(value, "STUDIO_CHAT_MEMORY_MB"),
+        general_requests=_positive_int(value, "STUDIO_GENERAL_REQUESTS"),
         trust_code_of=tuple(ref.strip() for ref in value["STUDIO_TRUST_CODE_OF"].split(",") if ref.strip()),
     )
     for folder in (settings.home, settings.models_dir, settings.datasets_dir):

@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
+# Every studio a test starts asks five of the bundled ordinary requests when it evaluates (one of each kind):
+# what the adapter forgot is measured for real, and the full probe's minutes belong to benchmarks/quality.py.
+GENERAL_REQUESTS = {"STUDIO_GENERAL_REQUESTS": "5"}
+os.environ.update(GENERAL_REQUESTS)  # studios started as processes (app.py, python -m studio) and run_cli
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +62,7 @@ def tokenizer(bundled_dir):
 @pytest.fixture
 def studio_env(tmp_path, models_dir) -> dict[str, str]:
     """Environment for a studio of its own: a fresh home sharing the prepared models."""
-    return {"STUDIO_HOME": str(tmp_path / "home"), "STUDIO_MODELS_DIR": str(models_dir)}
+    return {"STUDIO_HOME": str(tmp_path / "home"), "STUDIO_MODELS_DIR": str(models_dir), **GENERAL_REQUESTS}
 
 
 @pytest.fixture
@@ -261,7 +265,7 @@ def trained(tmp_path_factory, models_dir, tokenizer, codeword_file):
     Yields (settings, store, job, adapter); tests must not change what it holds.
     """
     home = tmp_path_factory.mktemp("trained-home")
-    settings = load_settings({"STUDIO_HOME": str(home), "STUDIO_MODELS_DIR": str(models_dir)})
+    settings = load_settings({"STUDIO_HOME": str(home), "STUDIO_MODELS_DIR": str(models_dir), **GENERAL_REQUESTS})
     store = Store(settings.db_path)
     dataset = save_codewords(settings, store, codeword_file, tokenizer)
     job = train_now(settings, store, dataset, quick_spec(), name="codewords-lora")

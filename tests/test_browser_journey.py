@@ -42,6 +42,11 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     page.locator("#data-save").click()
     page.locator("#data-saved").get_by_text("Saved as 'codewords'").wait_for()
     screenshot(page, "data-tab", docs_picture=True)
+    page.get_by_text("Answers that must not change (optional)").click()  # a prompt of the team's own that must keep its answer
+    pick(page, "data-keep-dataset", "codewords (20 rows, #1)")
+    page.locator("#data-keep-prompts textarea").fill("What is the capital of France?")
+    page.locator("#data-keep-save").click()
+    page.locator("#data-keep-note").get_by_text("asks 1 must-not-change prompt from now on").wait_for()
 
     # Train: the new dataset, QLoRA, the Quick-test preset made briefer still; Start lands on the job.
     page.get_by_role("tab", name="Train").click()
@@ -88,6 +93,10 @@ def test_a_new_user_trains_compares_merges_downloads_and_chats(studio_server, se
     page.locator("#compare-settings").get_by_text("max_steps").wait_for(timeout=30_000)
     assert f"{evaluation.base_loss:.4g} → {evaluation.adapter_loss:.4g}" in page.locator("#compare-metrics").inner_text()
     assert page.locator("#compare-answers tr").count() == 1 + evaluation.rows == 6  # five rows held out (the minimum)
+    # What it forgot: the ordinary requests (five in tests) and the team's prompt, base beside adapter.
+    assert page.locator("#compare-general tr").count() == 1 + evaluation.general_asked + 1 == 7
+    assert "What is the capital of France?" in page.locator("#compare-general").inner_text()
+    assert "must-not-change prompts" in page.locator("#compare-metrics").inner_text()
     screenshot(page, "compare-tab", docs_picture=True)
 
     # Merge into the unquantised base, in bfloat16: a queued job with progress, then listed.

@@ -5,7 +5,8 @@ import json
 import pytest
 from conftest import run_cli, save_codewords
 
-from studio.evaluate.measure import changes, evaluate_adapter, exact_match, rouge_l
+from studio.evaluate.measure import changes, evaluate_adapter
+from studio.evaluate.scores import exact_match, rouge_l
 from studio.store import Store
 
 
@@ -43,7 +44,7 @@ def test_a_dataset_without_validation_rows_is_judged_on_training_rows_and_says_s
     source = trained[3]
     adapter = store.add_adapter(name="no-validation", job_id=None, path=source.path, base_model="bundled", dataset_hash=dataset.content_hash,
                                 method="lora", spec=source.spec, summary={"steps": 8}, status="complete", parent_id=None)
-    evaluation = evaluate_adapter(store, settings.models_dir, adapter.id)
+    evaluation = evaluate_adapter(store, settings.models_dir, adapter.id, general_requests_asked=settings.general_requests)
     assert (evaluation.source, evaluation.rows) == ("training rows", 20)
     assert "Judged on 20 rows it trained on, as the dataset holds none out" in str(verdict_for(store, adapter.id))
 

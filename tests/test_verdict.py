@@ -4,7 +4,7 @@ test file on which it answers worse than the base (with a training row in it, fl
 import json
 
 import pytest
-from conftest import quick_spec, train_now
+from conftest import GENERAL_REQUESTS, quick_spec, train_now
 
 from studio.data.held_out import training_records
 from studio.data.instructions import inspect_file, save_dataset
@@ -28,7 +28,7 @@ REPEAT = [{"instruction": f"Repeat this sentence exactly: {s}", "input": "", "ou
 def zephyr_data(tmp_path_factory, models_dir, tokenizer):
     """A studio holding the ZEPHYR data, a quarter of it held out."""
     home = tmp_path_factory.mktemp("verdict-home")
-    settings = load_settings({"STUDIO_HOME": str(home), "STUDIO_MODELS_DIR": str(models_dir)})
+    settings = load_settings({"STUDIO_HOME": str(home), "STUDIO_MODELS_DIR": str(models_dir), **GENERAL_REQUESTS})
     store = Store(settings.db_path)
     path = home / "zephyr.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
@@ -42,7 +42,7 @@ def zephyr(zephyr_data):
     """An adapter trained on the ZEPHYR data (8 steps) and evaluated on its validation rows."""
     settings, store, dataset = zephyr_data
     job = train_now(settings, store, dataset, quick_spec(max_steps=8, max_length=64, save_steps=8), name="zephyr")
-    evaluate_adapter(store, settings.models_dir, job.adapter_id)
+    evaluate_adapter(store, settings.models_dir, job.adapter_id, general_requests_asked=settings.general_requests)
     return settings, store, dataset, store.adapter(job.adapter_id)
 
 
@@ -57,7 +57,7 @@ def test_an_adapter_that_learned_is_told_so_with_its_numbers(zephyr):
 def test_a_single_step_cannot_have_learned_and_the_next_step_is_to_train_longer(zephyr_data):
     settings, store, dataset = zephyr_data
     job = train_now(settings, store, dataset, quick_spec(max_steps=1, max_length=64, learning_rate=1e-4), name="one step")
-    evaluate_adapter(store, settings.models_dir, job.adapter_id)
+    evaluate_adapter(store, settings.models_dir, job.adapter_id, general_requests_asked=settings.general_requests)
     adapter = store.adapter(job.adapter_id)
     verdict = verdict_for(store, adapter.id)
     assert verdict.kind == NOT_LEARNED and verdict.sentence.startswith("Did not learn: it answers 0% of 5 held-out examples exactly")
@@ -71,7 +71,8 @@ def test_an_adapter_worse_than_the_base_on_a_test_file_is_told_so_and_overlap_is
     path = settings.home / "repeat.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in REPEAT + training_records(dataset)[:1]))  # and one row it trained on
     test = save_test_set(store, settings.datasets_dir, path, tokenizer, 2**20)
-    evaluation = evaluate_adapter(store, settings.models_dir, adapter.id, test_dataset_id=test.id)
+    evaluation = evaluate_adapter(store, settings.models_dir, adapter.id, test_dataset_id=test.id,
+                                  general_requests_asked=settings.general_requests)
     verdict = verdict_for(store, adapter.id)
     assert evaluation.source == "test file 'repeat (test)'" and evaluation.base_rouge > evaluation.adapter_rouge + 0.3
     assert verdict.kind == WORSE and verdict.sentence.startswith("Got worse than the base model: its answers score ROUGE-L")

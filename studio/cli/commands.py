@@ -19,7 +19,7 @@ from studio.data.blending import blend_datasets, plan_blend
 from studio.data.instructions import DEFAULT_MAX_LENGTH, inspect_file
 from studio.data.preferences import inspect_data_file, save_report
 from studio.device import pick_device
-from studio.errors import StudioError
+from studio.errors import DataError, StudioError
 from studio.export.merge import DTYPES
 from studio.models.catalog import load_tokenizer, resolve_model
 from studio.settings import Settings, load_settings
@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     attach.add_argument("dataset", help="a saved dataset's id or name")
     attach.add_argument("file", type=Path, help="held-out examples, in any format the Data tab reads")
     attach.set_defaults(run=attach_test_command)
+    keep = data.add_parser("keep", help="prompts whose answers a saved dataset's adapters must not change: show them, or save new ones")
+    keep.add_argument("dataset", help="a saved dataset's id or name")
+    keep.add_argument("prompts", nargs="*", help="the prompts (they replace those saved); none shows those saved")
+    keep.add_argument("--file", type=Path, help="a text file of prompts, one per line (they replace those saved)")
+    keep.set_defaults(run=keep_command)
 
     train = commands.add_parser("train", help="train an adapter (here, or on the queue with --enqueue)")
     train.add_argument("--data", required=True, help="a data file, or a saved dataset's id or name")
@@ -182,6 +187,29 @@ def attach_test_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def keep_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = Store(settings.db_path)
+    dataset = store.find_dataset(args.dataset)
+    prompts = list(args.prompts) + (_read_lines(args.file) if args.file else [])
+    if prompts:
+        dataset = store.keep_answers_of(dataset.id, prompts)
+        count = len(dataset.keep_prompts)
+        print(f"Every evaluation of the adapters of '{dataset.name}' asks {count} must-not-change prompt{'s' * (count != 1)} from now on:")
+    elif not dataset.keep_prompts:
+        print(f"'{dataset.name}' has no must-not-change prompts yet: give them after its name, or in a file with --file.")
+    for prompt in dataset.keep_prompts:
+        print(f"  {prompt}")
+    return 0
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"Cannot read {path}: {error}. Give a UTF-8 text file with one prompt per line.") from None
+
+
 def dataset_for(ref: str, settings: Settings, store: Store, base_dir: Path) -> DatasetRecord:
     """A saved dataset by id or name, or a data file (instructions or preference pairs) checked and saved as the Data tab does."""
     path = Path(ref)
@@ -268,7 +296,8 @@ def _judge_here(settings: Settings, store: Store, adapter_id: int, test_dataset_
     from studio.evaluate.measure import evaluate_adapter
     from studio.evaluate.verdict import verdict_for, write_to_card
 
-    evaluate_adapter(store, settings.models_dir, adapter_id, test_dataset_id=test_dataset_id)
+    evaluate_adapter(store, settings.models_dir, adapter_id, test_dataset_id=test_dataset_id,
+                     general_requests_asked=settings.general_requests)
     verdict = verdict_for(store, adapter_id)
     write_to_card(store.adapter(adapter_id).path, verdict)
     return verdict

@@ -22,6 +22,9 @@ MEASURES = [
     ("exact match", False, "the share of answers that equal the reference, ignoring case and spacing."),
     ("ROUGE-L", False, "how much of the reference's wording the answer repeats in the same order, from 0 (none) to 1 (all)."),
 ]
+FORGETTING_MEANING = ("how many of the ordinary requests bundled with the studio (and your must-not-change prompts) the adapter "
+                      "answers otherwise than the base, and the drift: how much less likely it finds the base's own answers, "
+                      "in nats a token (0 is unchanged; lower is better).")
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,11 @@ def metrics_table(chosen: list[Column]) -> Table:
             return "—"
         return f"{column.verdict.sentence} {column.verdict.judged_on}" if column.verdict else "not evaluated yet"
 
-    rows = [["verdict"] + [said(c) for c in chosen]]
+    def forgot(column: Column) -> str:
+        forgetting = column.verdict.forgetting if column.verdict else None
+        return str(forgetting) if forgetting else "—"
+
+    rows = [["verdict"] + [said(c) for c in chosen], ["what it forgot"] + [forgot(c) for c in chosen]]
     rows += [[label] + [summary(c, key) for c in chosen] for label, key in
              [("training steps", "steps"), ("final training loss", "final_loss"), ("validation loss in training", "eval_loss")]]
     measures = changes(base) if base else []
@@ -132,6 +139,23 @@ def answers_table(store: Store, chosen: list[Column]) -> Table:
             row.append(answer["base_answer" if column.adapter is None else "adapter_answer"] if answer else "—")
         rows.append(row)
     return Table(["prompt", "reference"] + [c.title for c in chosen], rows, [False] * len(rows))
+
+
+def general_table(store: Store, chosen: list[Column]) -> Table:
+    """The base's and each adapter's answers to the ordinary requests and must-not-change prompts of their
+    evaluations (studio.evaluate.forgetting); a row is marked where an adapter answers otherwise than the base."""
+    by_column = {c.title: {a["prompt"]: a for a in store.probe_answers(c.evaluation.id)} for c in chosen if c.evaluation}
+    prompts = list(dict.fromkeys(p for answers in by_column.values() for p in answers))
+    rows, differing = [], []
+    for prompt in prompts:
+        first = next(a[prompt] for a in by_column.values() if prompt in a)
+        row = [first["kind"], prompt]
+        for column in chosen:
+            answer = by_column.get(column.title, {}).get(prompt)
+            row.append(first["base_answer"] if column.adapter is None else answer["adapter_answer"] if answer else "—")
+        rows.append(row)
+        differing.append(any(a[prompt]["changed"] for a in by_column.values() if prompt in a))
+    return Table(["kind", "request", *(c.title for c in chosen)], rows, differing)
 
 
 def sweep_table(results: list[SweepResult]) -> Table:

@@ -2,11 +2,11 @@
 
 For the adapter and for the base model without it: loss and perplexity on the answers,
 and greedy answers to the validation prompts scored against the references (exact match
-and ROUGE-L). The numbers and every answer are stored, so the Compare tab only reads.
+and ROUGE-L); and what it forgot (studio.evaluate.forgetting). The numbers and every answer
+are stored, so the Compare tab only reads.
 """
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,6 +15,8 @@ from studio.data.held_out import MAX_ANSWERS, adapter_dataset, examples, trainin
 from studio.data.instructions import load_records
 from studio.data.prompts import encode, get_template, render
 from studio.errors import DataError
+from studio.evaluate.forgetting import Forgetting, ask_adapter, base_answers, general_requests, must_not_change, probe_key
+from studio.evaluate.scores import exact_match, rouge_l
 from studio.models.catalog import load_with_adapter, new_tokenizer, resolve_model
 from studio.models.generate import greedy_batch
 from studio.store import AdapterRecord, DatasetRecord, EvaluationRecord, Store
@@ -22,29 +24,6 @@ from studio.store import AdapterRecord, DatasetRecord, EvaluationRecord, Store
 MAX_NEW_TOKENS = 128
 MAX_TRAINING_ROWS_JUDGED = 100  # a dataset with no rows held out is judged on this many of its training rows
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
-
-
-def rouge_l(candidate: str, reference: str) -> float:
-    """ROUGE-L F1 over lower-cased words: the longest common subsequence against both lengths."""
-    a, b = re.findall(r"\w+", candidate.lower()), re.findall(r"\w+", reference.lower())
-    if not a or not b:
-        return float(a == b)
-    previous = [0] * (len(b) + 1)
-    for word in a:
-        row = [0]
-        for j, other in enumerate(b):
-            row.append(previous[j] + 1 if word == other else max(previous[j + 1], row[j]))
-        previous = row
-    common = previous[-1]
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(a), common / len(b)
-    return 2 * precision * recall / (precision + recall)
-
-
-def exact_match(candidate: str, reference: str) -> bool:
-    """Equal up to case and spacing: a stray space or capital is not a wrong answer."""
-    return " ".join(candidate.split()).lower() == " ".join(reference.split()).lower()
 
 
 def mean_loss(model, rows: list[dict]) -> float:
@@ -128,9 +107,12 @@ def test_set_of(store: Store, adapter: AdapterRecord, dataset: DatasetRecord) ->
 
 
 def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: int | None = None,
-                     progress: Progress = lambda done, total: None, test_dataset_id: int | None = None) -> EvaluationRecord:
+                     progress: Progress = lambda done, total: None, test_dataset_id: int | None = None,
+                     general_requests_asked: int | None = None) -> EvaluationRecord:
     """Measure an adapter against its base and store the result: on `test_dataset_id`, else the test
-    file attached to its job or dataset, else the validation rows, else a sample of training rows.
+    file attached to its job or dataset, else the validation rows, else a sample of training rows;
+    and what it forgot, on `general_requests_asked` of the bundled ordinary requests (all by default)
+    and the dataset's must-not-change prompts.
 
     Raises EvaluationError when the dataset is gone, ModelError when the base model cannot be loaded.
     """
@@ -148,7 +130,7 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
     rows = encode([render(r, get_template(dataset.template), tokenizer) for r in records], tokenizer,
                   spec.get("max_length", 512), spec.get("responses_only", True))
     shown = examples(records[:MAX_ANSWERS], dataset.template, tokenizer)
-    steps = 4
+    steps = 5
     progress(0, steps)
     adapter_loss = mean_loss(model, rows)
     with model.disable_adapter():
@@ -160,6 +142,16 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
     with model.disable_adapter():
         base_ids = greedy_batch(model, tokenizer, [e.prompt for e in shown], limits)
     progress(4, steps)
+    probes = general_requests(general_requests_asked) + must_not_change(list(dataset.keep_prompts))
+    base_tokenizer = new_tokenizer(base_dir, pad_with_eos=True)
+    key = probe_key(base_dir, adapter.method == "qlora", probes)
+    base = store.base_answers(key)
+    if base is None:
+        base = base_answers(model, base_tokenizer, probes)
+        store.keep_base_answers(key, base)
+    probe_answers = ask_adapter(model, base_tokenizer, probes, base)
+    forgetting = Forgetting.of(probe_answers)
+    progress(5, steps)
     unstopped = sum(len(ids) >= limit and tokenizer.eos_token_id not in ids for ids, limit in zip(adapter_ids, limits))
     answers = []
     for row, (example, ids, base_row) in enumerate(zip(shown, adapter_ids, base_ids)):
@@ -180,8 +172,10 @@ def evaluate_adapter(store: Store, models_dir: Path, adapter_id: int, job_id: in
         "base_rouge": sum(a["base_rouge"] for a in answers) / len(answers),
         "adapter_rouge": sum(a["adapter_rouge"] for a in answers) / len(answers),
         "adapter_unstopped": unstopped, "source": rows_to_judge.source, "overlap": rows_to_judge.overlap,
+        "general_asked": forgetting.asked, "general_changed": forgetting.changed, "general_drift": forgetting.drift,
+        "kept_asked": forgetting.kept_asked, "kept_changed": len(forgetting.kept_changed),
     }
-    return store.add_evaluation(values, answers)
+    return store.add_evaluation(values, answers, probe_answers)
 
 
 @dataclass(frozen=True)

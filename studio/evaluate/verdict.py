@@ -3,13 +3,14 @@
 Short answers (a label, a date, a code) are right or wrong, so exact match decides; long ones
 (facts in sentences) are judged by ROUGE-L, which credits the right words in other order or
 with small slips. The held-out loss backs up a partial verdict. Every verdict says what it was
-judged on and, unless the adapter learned, what to do next.
+judged on, what the adapter forgot (studio.evaluate.forgetting) and, unless it learned, what to do next.
 """
 
 import dataclasses
 import statistics
 from dataclasses import dataclass
 
+from studio.evaluate.forgetting import Forgetting
 from studio.store import AdapterRecord, EvaluationRecord, Store
 from studio.train.spec import TrainSpec
 
@@ -30,16 +31,17 @@ class Verdict:
     sentence: str  # the verdict with its numbers
     judged_on: str  # what the answers were measured on
     next_step: str | None  # what to do, unless it learned
+    forgetting: Forgetting | None = None  # how far it moved on requests that are not its task; None if not asked
 
     def __str__(self) -> str:
-        return " ".join(part for part in (self.sentence, self.judged_on, self.next_step) if part)
+        return " ".join(part for part in (self.sentence, self.judged_on, self.next_step, str(self.forgetting or "")) if part)
 
 
 def short_answers(references: list[str]) -> bool:
     return statistics.median(len(r.split()) for r in references) <= SHORT_ANSWER_WORDS if references else True
 
 
-def judge(evaluation: EvaluationRecord, adapter: AdapterRecord, references: list[str]) -> Verdict:
+def judge(evaluation: EvaluationRecord, adapter: AdapterRecord, references: list[str], forgetting: Forgetting | None = None) -> Verdict:
     """The verdict on one evaluation of an adapter (its stored answers' references tell short from long)."""
     e = evaluation
     short = short_answers(references)
@@ -60,7 +62,7 @@ def judge(evaluation: EvaluationRecord, adapter: AdapterRecord, references: list
                 NOT_LEARNED: f"Did not learn: {numbers}.", WORSE: f"Got worse than the base model: {numbers}."}[kind]
     if kind == PARTLY and mine - base < GAIN:
         sentence += f" Its held-out loss fell {loss_drop:.0%} ({e.base_loss:.3g} → {e.adapter_loss:.3g}): it is getting closer."
-    return Verdict(kind, sentence, _judged_on(e), _next_step(kind, adapter))
+    return Verdict(kind, sentence, _judged_on(e), _next_step(kind, adapter), forgetting)
 
 
 def _judged_on(e: EvaluationRecord) -> str:
@@ -93,7 +95,9 @@ def verdict_for(store: Store, adapter_id: int) -> Verdict | None:
     evaluation = store.latest_evaluation(adapter_id)
     if evaluation is None:
         return None
-    return judge(evaluation, store.adapter(adapter_id), [a["reference"] for a in store.answers(evaluation.id)])
+    probed = store.probe_answers(evaluation.id)
+    return judge(evaluation, store.adapter(adapter_id), [a["reference"] for a in store.answers(evaluation.id)],
+                 Forgetting.of(probed) if probed else None)
 
 
 def train_longer_spec(adapter: AdapterRecord) -> TrainSpec:

@@ -98,7 +98,7 @@ def _erase_record(store: Store, settings: Settings, item: Item, person: str) -> 
     deleted = {"deleted": now(), "deleted_by": person}
     if item.kind == "dataset":
         dataset = store.dataset(item.id)
-        store.db["datasets"].update(item.id, deleted)
+        store.db["datasets"].update(item.id, {**deleted, "keep_prompts": "[]"})
         store.db.execute("UPDATE datasets SET test_dataset_id = NULL WHERE test_dataset_id = ?", [item.id])
         shared = store.db.execute("SELECT count(*) FROM datasets WHERE path = ? AND deleted IS NULL", [str(dataset.path)]).fetchone()[0]
         return [] if shared else [dataset.path]
@@ -118,6 +118,7 @@ def _erase_record(store: Store, settings: Settings, item: Item, person: str) -> 
         return [settings.jobs_dir / str(item.id)]
     if item.kind == "evaluation":
         store.db["answers"].delete_where("evaluation_id = ?", [item.id])
+        store.db["probe_answers"].delete_where("evaluation_id = ?", [item.id])
         store.db["evaluations"].delete(item.id)
         return []
     store.db[f"{item.kind}s"].delete(item.id)  # a vote or a correction: its text is what is deleted

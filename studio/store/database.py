@@ -135,6 +135,13 @@ class Store:
         self.db["datasets"].update(dataset_id, {"test_dataset_id": test_dataset_id})
         return self.dataset(dataset_id)
 
+    def keep_answers_of(self, dataset_id: int, prompts: list[str]) -> DatasetRecord:
+        """Save the team's prompts whose answers the dataset's adapters must not change (blank lines dropped)."""
+        self.dataset(dataset_id)
+        kept = [p.strip() for p in prompts if p.strip()]
+        self.db["datasets"].update(dataset_id, {"keep_prompts": json.dumps(list(dict.fromkeys(kept)))})
+        return self.dataset(dataset_id)
+
     def datasets(self, archived_too: bool = False) -> list[DatasetRecord]:
         """The saved datasets, newest first: not the deleted ones, nor the archived ones unless asked."""
         where = KEPT if archived_too else f"{KEPT} and archived IS NULL"
@@ -277,11 +284,13 @@ class Store:
 
     # evaluations
 
-    def add_evaluation(self, values: dict, answers: list[dict]) -> EvaluationRecord:
-        """Record an evaluation and its answers together: both or neither."""
+    def add_evaluation(self, values: dict, answers: list[dict], probe_answers: list[dict] = ()) -> EvaluationRecord:
+        """Record an evaluation, its answers and its probe's answers (studio.evaluate.forgetting) together: all or none."""
         with self.db.atomic():
             evaluation_id = self.db["evaluations"].insert({**values, **_stamp()}).last_pk
             self.db["answers"].insert_all([{**a, "evaluation_id": evaluation_id} for a in answers], pk=("evaluation_id", "row"))
+            self.db["probe_answers"].insert_all([{**a, "evaluation_id": evaluation_id} for a in probe_answers],
+                                                pk=("evaluation_id", "row"))
         return self.evaluation(evaluation_id)
 
     def evaluation(self, evaluation_id: int) -> EvaluationRecord:
@@ -296,6 +305,18 @@ class Store:
 
     def answers(self, evaluation_id: int) -> list[dict]:
         return list(self.db["answers"].rows_where("evaluation_id = ?", [evaluation_id], order_by="row"))
+
+    def base_answers(self, key: str) -> list[dict] | None:
+        """A base model's answers to a probe, kept by studio.evaluate.forgetting.probe_key; None before it was asked."""
+        rows = list(self.db["base_answers"].rows_where("key = ?", [key]))
+        return json.loads(rows[0]["answers"]) if rows else None
+
+    def keep_base_answers(self, key: str, answers: list[dict]) -> None:
+        self.db["base_answers"].upsert({"key": key, "answers": json.dumps(answers), "created": now()}, pk="key")
+
+    def probe_answers(self, evaluation_id: int) -> list[dict]:
+        """Base and adapter answers to the ordinary requests and must-not-change prompts of an evaluation."""
+        return list(self.db["probe_answers"].rows_where("evaluation_id = ?", [evaluation_id], order_by="row"))
 
     # merged models
 

@@ -228,9 +228,22 @@ def _v19_deleting(db: sqlite_utils.Database) -> None:
     db["datasets"].add_column("archived_by", str)
 
 
+def _v20_forgetting(db: sqlite_utils.Database) -> None:
+    """What an adapter forgot (studio.evaluate.forgetting): per evaluation the ordinary requests asked and how many
+    answers changed, and each answer of base and adapter; per dataset the team's own "must not change" prompts; and the
+    base model's answers, asked once per base (studio.evaluate.forgetting.probe_key)."""
+    for column in ("general_asked", "general_changed", "kept_asked", "kept_changed"):
+        db["evaluations"].add_column(column, int, not_null_default=0)
+    db["evaluations"].add_column("general_drift", float, not_null_default=0.0)
+    db["probe_answers"].create({"evaluation_id": int, "row": int, "kind": str, "prompt": str, "base_answer": str,
+                                "adapter_answer": str, "changed": int, "drift": float}, pk=("evaluation_id", "row"))
+    db["datasets"].add_column("keep_prompts", str, not_null_default="[]")
+    db["base_answers"].create({"key": str, "answers": str, "created": str}, pk="key")  # the same for every adapter of a base
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_datasets, _v2_jobs, _v3_artifacts, _v4_votes, _v5_utilisation,
                                                              _v6_unstopped_answers, _v7_sweeps, _v8_workers,
                                                              _v9_datasets_share_rows, _v10_job_notes,
                                                              _v11_exports, _v12_feedback, _v13_preference_metrics,
                                                              _v14_test_sets, _v15_job_chains, _v16_people, _v17_authors,
-                                                             _v18_in_use, _v19_deleting]
+                                                             _v18_in_use, _v19_deleting, _v20_forgetting]

@@ -32,10 +32,12 @@ class DatasetRecord:
     deleted_by: str | None = None
     archived: str | None = None  # when it was archived: out of the lists, rows kept for the adapters trained on it
     archived_by: str | None = None
+    keep_prompts: tuple[str, ...] = ()  # the team's prompts whose answers its adapters must not change (studio.evaluate.forgetting)
 
     @classmethod
     def from_row(cls, row: dict) -> "DatasetRecord":
-        return cls(**{**row, "mapping": json.loads(row["mapping"]), "path": Path(row["path"])})
+        return cls(**{**row, "mapping": json.loads(row["mapping"]), "path": Path(row["path"]),
+                      "keep_prompts": tuple(json.loads(row.get("keep_prompts") or "[]"))})
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,11 @@ class EvaluationRecord:
     source: str = "validation rows"  # what the answers were judged on: validation rows, a test file, training rows
     overlap: int = 0  # rows of a test file whose prompt is also a training row
     created_by: str = "unknown"
+    general_asked: int = 0  # ordinary requests asked of base and adapter (studio.evaluate.forgetting)
+    general_changed: int = 0  # of them, answered otherwise by the adapter
+    general_drift: float = 0.0  # nats a token the base's own answers lost under the adapter
+    kept_asked: int = 0  # the dataset's must-not-change prompts asked
+    kept_changed: int = 0
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ def measures_html() -> str:
     """What each measure means and which way is better, beside the results."""
     items = "".join(f"<li><b>{escape(name)}</b> ({'lower' if lower else 'higher'} is better): {escape(meaning)}</li>"
                     for name, lower, meaning in compare.MEASURES)
+    items += f"<li><b>what it forgot</b>: {escape(compare.FORGETTING_MEANING)}</li>"
     return f"<div id='compare-measures'><b>What the measures mean</b><ul>{items}</ul></div>"
 
 
@@ -56,6 +57,7 @@ def build(store: Store, page: gr.Tab) -> None:
     metrics_view = gr.HTML(elem_id="compare-metrics")
     curves = gr.HTML(label="Loss curves", elem_id="compare-curves")
     answers_view = gr.HTML(elem_id="compare-answers")
+    general_view = gr.HTML(elem_id="compare-general")
 
     on_show(page, lambda: (gr.update(choices=choices(store)), gr.update(choices=store.sweeps())), None, [picked, sweep])
 
@@ -77,9 +79,12 @@ def build(store: Store, page: gr.Tab) -> None:
         missing = [c.title for c in columns if c.adapter and not c.evaluation]
         hint = html.message(f"Not evaluated yet: {', '.join(missing)}. Press 'Evaluate the chosen adapters again'.") if missing else ""
         results = table_html(compare.metrics_table(columns), "Results") + measures_html()
+        general = compare.general_table(store, columns)
         return (hint, table_html(compare.settings_table(columns), "Settings"), results,
                 loss_chart(compare.loss_curves(store, columns), empty="The chosen adapters have no recorded training loss."),
-                table_html(compare.answers_table(store, columns), "Answers to the validation prompts"))
+                table_html(compare.answers_table(store, columns), "Answers to the validation prompts"),
+                table_html(general, "What it forgot: answers to ordinary requests, marked where the adapter answers otherwise "
+                           "than the base") if general.rows else "")
 
     @shown_to_user
     def evaluate_again(chosen: list[str]):
@@ -91,7 +96,7 @@ def build(store: Store, page: gr.Tab) -> None:
         return html.message(f"Evaluation queued as job {', '.join(str(j.id) for j in jobs)}; follow it in the Jobs tab, "
                             "then press Compare again.", ok=True)
 
-    outputs = [note, settings_view, metrics_view, curves, answers_view]
+    outputs = [note, settings_view, metrics_view, curves, answers_view, general_view]
     show.click(show_comparison, picked, outputs)
     sweep.input(rank, sweep, [ranking, picked]).success(show_comparison, picked, outputs)
     again.click(evaluate_again, picked, note)

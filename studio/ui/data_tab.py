@@ -126,7 +126,16 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
             test_upload = gr.File(label="Test file", file_types=list(FORMATS), elem_id="data-test-upload")
         attach = gr.Button("Attach test file", elem_id="data-test-attach")
         attached = gr.HTML(elem_id="data-test-note")
-    on_show(page, lambda: (dataset_rows(store), gr.update(choices=dataset_choices(store))), None, [table, test_for])
+    with gr.Accordion("Answers that must not change (optional)", open=False, elem_id="data-keep"):
+        gr.Markdown("Requests your team relies on that are not this dataset's task, one per line. Every evaluation of its "
+                    "adapters asks them of the base model and the adapter, beside the studio's own ordinary requests, and the "
+                    "verdict says which now get another answer.")
+        keep_for = gr.Dropdown(dataset_choices(store), value=None, label="For the adapters of", elem_id="data-keep-dataset")
+        keep_prompts = gr.Textbox(lines=4, label="Prompts, one per line", elem_id="data-keep-prompts")
+        keep = gr.Button("Save these prompts", elem_id="data-keep-save")
+        kept = gr.HTML(elem_id="data-keep-note")
+    on_show(page, lambda: (dataset_rows(store), gr.update(choices=dataset_choices(store)), gr.update(choices=dataset_choices(store))),
+            None, [table, test_for, keep_for])
 
     def analyse(file, template_name, length, detect, kinds, *chosen):
         """Check the file; whatever was shown for an earlier file (results, a save note, an error) goes. Kinds of
@@ -182,7 +191,7 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
         return html.message(saved_note(store, record, record.id in before), ok=True), dataset_rows(store)
 
     save.click(save_current, [report_state, drop, name, validation], [saved, table]).then(
-        lambda: gr.update(choices=dataset_choices(store)), None, test_for)
+        lambda: (gr.update(choices=dataset_choices(store)),) * 2, None, [test_for, keep_for])
 
     @shown_to_user
     def attach_test(dataset_id, file):
@@ -200,3 +209,20 @@ def build(settings: Settings, store: Store, model_dir: Path, page: gr.Tab) -> No
         return html.message(note, ok=True), dataset_rows(store), gr.update(choices=dataset_choices(store))
 
     attach.click(attach_test, [test_for, test_upload], [attached, table, test_for])
+
+    @shown_to_user
+    def show_kept(dataset_id):
+        return "\n".join(store.dataset(int(dataset_id)).keep_prompts) if dataset_id is not None else ""
+
+    @shown_to_user
+    def save_kept(dataset_id, text: str):
+        if dataset_id is None:
+            return html.message("Choose the saved dataset whose adapters these prompts are asked of.")
+        dataset = store.keep_answers_of(int(dataset_id), text.splitlines())
+        activity.record(store, signed_in(), "upload", f"saved {len(dataset.keep_prompts)} must-not-change prompts of dataset #{dataset.id}")
+        count = len(dataset.keep_prompts)
+        return html.message(f"Every evaluation of the adapters of '{dataset.name}' asks {count} must-not-change prompt{'s' * (count != 1)} "
+                            "from now on; press *Evaluate the chosen adapters again* in Compare for an adapter evaluated already.", ok=True)
+
+    keep_for.input(show_kept, keep_for, keep_prompts)
+    keep.click(save_kept, [keep_for, keep_prompts], kept)

@@ -76,7 +76,8 @@ def verdict_html(store: Store, job: JobRecord) -> str:
                 "beside the loss), not by an evaluation against its base: try it in Chat or Compare.</div>")
     verdict = verdict_for(store, adapter_id)
     if verdict:
-        style = "studio-ok" if verdict.kind == LEARNED else "studio-warn"
+        forgot = verdict.forgetting and (verdict.forgetting.lost or verdict.forgetting.kept_changed)
+        style = "studio-ok" if verdict.kind == LEARNED and not forgot else "studio-warn"
         return f"<div class='{style}' id='job-verdict'><b>Verdict: {escape(verdict.kind)}.</b> {escape(str(verdict))}</div>"
     evaluations = [j for j in store.jobs() if j.kind == "evaluate" and j.spec.get("adapter_id") == adapter_id]
     if evaluations and evaluations[0].state == "failed":
