@@ -25,15 +25,25 @@ def test_a_small_dataset_is_seen_many_times_and_a_large_one_once(bundled_dir):
         assert steps[0] < steps[1] < steps[2] or stats is LARGE and steps[0] < steps[1] <= steps[2]
 
 
-def test_auto_fits_the_time_budget_and_says_the_plan_in_words(bundled_dir):
+def test_auto_trains_until_it_stops_improving_within_the_time_budget_and_says_so(bundled_dir):
     auto = make_plan(LARGE, "Auto", {}, "cpu", bundled_dir, MEASURED)
-    assert auto.capped and auto.spec.max_steps == auto.steps < 200
+    assert auto.until_stopped and auto.capped and auto.spec.max_steps == auto.steps < 200  # 15 min at 100 tokens/s
+    assert auto.spec.early_stopping_patience == 4 and auto.spec.save_steps == auto.steps // 4  # 1000 rows held out: checks cost
     text = auto.describe()
-    assert "**Auto**: 20000 examples (19000 to train on, 1000 held out to check on), 5% of them seen once" in text
-    assert f"**{auto.steps} steps** of 8, about **9 min** on this machine" in text
-    assert "Stops early if the held-out loss has not improved for 3 checks" in text and "Cut to fit Auto's time budget" in text
-    small = make_plan(SMALL, "Auto", {}, "cuda", bundled_dir, 8000.0).describe()
-    assert "70 examples (65 to train on, 5 held out to check on), each seen 17 times: **153 steps** of 8" in small
+    assert "**Auto**: 20000 examples (19000 to train on, 1000 held out to check on). Trains until the held-out loss stops improving" in text
+    assert f"**at most {auto.steps} steps** of 8" in text and "at most **15 min** on this machine" in text
+    assert "It stops after 4 checks in a row without a better held-out loss" in text and "The ceiling is Auto's time budget" in text
+    # A small dataset on a fast machine: up to 20 passes (the ceiling), checked ten times in Balanced's 153 steps.
+    small = make_plan(SMALL, "Auto", {}, "cuda", bundled_dir, 8000.0)
+    assert (small.steps, small.spec.save_steps, small.capped) == (180, 15, False)
+    assert "checked every 15 steps, and keeps the best checkpoint: **at most 180 steps** of 8 (each example seen up to 20 times)" in small.describe()
+    # What a user sets wins: a length of their own is trained as Balanced would, a patience of their own is kept.
+    assert not make_plan(SMALL, "Auto", {"max_steps": 40}, "cuda", bundled_dir, 8000.0).until_stopped
+    assert make_plan(SMALL, "Auto", {"early_stopping_patience": 2}, "cuda", bundled_dir, 8000.0).spec.early_stopping_patience == 2
+    # A slower machine gets what fits the budget, and never fewer than 100 steps (said in minutes).
+    slow, slowest = (make_plan(SMALL, "Auto", {}, "cpu", bundled_dir, speed) for speed in (60.0, 10.0))
+    assert 100 < slow.steps < 153 and slow.capped and round(slow.minutes) == 15
+    assert slowest.steps == 100 and slowest.minutes > 15
 
 
 def test_what_the_user_set_is_kept_and_said(bundled_dir):

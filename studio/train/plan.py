@@ -6,8 +6,14 @@ stay near 25,000. What decides whether an adapter learns is the number of optimi
 and their size, so the plan targets a number of optimizer steps instead: a small dataset is
 gone through many times (bounded, so a handful of rows is not drilled forever), a large one
 once or less; the learning rate suits the method and rank; early stopping on the held-out
-loss keeps the best checkpoint, so the extra passes cannot over-fit unnoticed; and Auto
-caps the run at a time budget measured on this machine.
+loss keeps the best checkpoint, so the extra passes cannot over-fit unnoticed.
+
+Auto does not aim at a number of steps: it trains until the held-out loss stops improving
+(AUTO_PATIENCE checks in a row without one better by studio.train.recipe.MIN_IMPROVEMENT),
+keeping the best checkpoint, within a ceiling of MAX_PASSES passes and a time budget on this
+machine (the ceiling is never below Balanced's steps where the budget allows them). Why: on real
+data (77 bank intents, 616 rows) the held-out loss was still falling at 300 steps when the old
+Auto, aiming at ~150 steps, stopped at 148; its answers were 40 % right, against 66 % after 425.
 
 Measured on the bundled model (issue 14): 400 routing tickets needed 3 passes (144 steps) for
 100 % held-out exact answers, 70 facts ~15 passes at 5e-4 for ROUGE-L 0.91.
@@ -37,7 +43,7 @@ from studio.train.spec import TrainSpec
 PRESETS = ["Auto", "Quick test", "Balanced", "Thorough"]
 PRESET_FLAGS = {"auto": "Auto", "quick": "Quick test", "balanced": "Balanced", "thorough": "Thorough"}  # the CLI's names
 PRESET_HELP = {
-    "Auto": "Balanced, fitted to this machine: at most {budget} of training, from the speed measured in earlier runs.",
+    "Auto": "Trains until the held-out loss stops improving and keeps the best checkpoint: at least Balanced's steps, at most {budget} on this machine.",
     "Quick test": "A fifth of Balanced's steps (at most 30), to check that everything works; it will rarely learn the task.",
     "Balanced": "About {target} optimizer steps: small datasets are seen many times (at most {passes} passes), large ones once.",
     "Thorough": "Twice Balanced's steps at rank 32, for hard tasks; takes longer.",
@@ -46,8 +52,11 @@ TARGET_STEPS = 150  # enough updates for the bundled model to learn a new format
 MAX_PASSES = 20  # beyond this a tiny dataset is memorised word for word, not learned
 MIN_STEPS_PER_PASS = 8  # small datasets get smaller batches, so a pass is still several updates
 BATCH_SIZE = 8
-BUDGET_MINUTES = {"cpu": 9.0, "cuda": 60.0}  # Auto's cap on the training loop
+BUDGET_MINUTES = {"cpu": 15.0, "cuda": 60.0}  # Auto's cap on the training loop
 MIN_STEPS_WHEN_CUT = 100  # Auto's time budget never cuts a run below this many steps
+AUTO_PATIENCE = 4  # Auto's checks without a better held-out loss before it stops
+CHECKS_IN_BALANCED = 10  # Auto checks the held-out loss this many times in Balanced's steps (more often costs more than it tells)
+CHECK_COST = 2  # and at most every this many times its validation batches, so checking stays a small part of the run
 METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA", "rslora": "rsLoRA"}
 PATIENCE = 3  # checks (a tenth of the run apart) without a better held-out loss before stopping
 # A few rows seen many times are soon memorised word for word; dropout and larger steps make the adapter learn what
@@ -95,6 +104,7 @@ class Plan:
     minutes: float
     capped: bool  # the time budget cut the run short of the preset's steps
     kept: list[str]  # settings the user chose that the plan left as they were
+    until_stopped: bool = False  # Auto: steps and minutes are a ceiling; it stops when the held-out loss stops improving
 
     def describe(self) -> str:
         """The plan in words and numbers, as the Train tab and the CLI show it before training."""
@@ -104,20 +114,32 @@ class Plan:
         seen = f"each seen {self.passes:.0f} times" if self.passes >= 1.5 else (
             "each seen once" if self.passes >= 0.95 else f"{self.passes:.0%} of them seen once")
         what = f"{OBJECTIVE_NAMES[spec.objective]} on " if s.pairs and spec.objective in OBJECTIVE_NAMES else ""
-        lines = [f"**{self.preset}**: {what}{s.rows} {kind} ({s.train_rows} to train on, {held}), {seen}: "
-                 f"**{self.steps} steps** of {spec.batch_size * spec.gradient_accumulation}, about **{duration_in_words(self.minutes)}** on this machine."]
+        batch = spec.batch_size * spec.gradient_accumulation
+        if self.until_stopped:
+            lines = [f"**{self.preset}**: {what}{s.rows} {kind} ({s.train_rows} to train on, {held}). Trains until the held-out loss "
+                     f"stops improving, checked every {spec.save_steps} steps, and keeps the best checkpoint: "
+                     f"**at most {self.steps} steps** of {batch} (each example seen up to {self.passes:.0f} times), "
+                     f"at most **{duration_in_words(self.minutes)}** on this machine."]
+        else:
+            lines = [f"**{self.preset}**: {what}{s.rows} {kind} ({s.train_rows} to train on, {held}), {seen}: "
+                     f"**{self.steps} steps** of {batch}, about **{duration_in_words(self.minutes)}** on this machine."]
         lines.append(f"Learning rate {spec.learning_rate:g} ({_rate_reason(spec, s.pairs, self.passes)}), rank {spec.rank}, alpha {spec.lora_alpha}"
                      + (f", beta {spec.beta:g} (how closely the adapter stays to where it started)." if s.pairs else "."))
         if s.pairs:
             lines.append("Watch the reward margin and preference accuracy in the Jobs tab: both should rise. "
                          "Preference training has no early stopping; few passes keep the margins from running away.")
+        elif self.until_stopped:
+            lines.append(f"It stops after {spec.early_stopping_patience} checks in a row without a better held-out loss, "
+                         "so a task learned early ends early and one still improving goes on.")
         elif spec.early_stopping_patience and s.validation_rows:
             lines.append(f"Stops early if the held-out loss has not improved for {spec.early_stopping_patience} checks in a row, "
                          "and keeps the best checkpoint, so extra passes cannot over-fit unnoticed.")
         elif not s.validation_rows:
             lines.append("With no rows held out there is no early stopping, and the verdict is judged on training rows "
                          "(it shows that the adapter learned them, not that it generalises). Save the data with more rows to hold some out.")
-        if self.capped:
+        if self.capped and self.until_stopped:
+            lines.append("The ceiling is Auto's time budget on this machine; choose Thorough, or set the steps, to train longer.")
+        elif self.capped:
             lines.append("Cut to fit Auto's time budget on this machine; choose Balanced or Thorough to train the full plan.")
         if self.kept:
             lines.append(f"Kept as you set them: {', '.join(self.kept)}.")
@@ -173,11 +195,25 @@ def make_plan(stats: DataStats, preset: str, settings: dict, device: str, model_
     cost = stats.mean_tokens * PREFERENCE_COST.get(spec.objective, 1.0)  # in instruction-tuning tokens per row
     minutes = estimate(spec, model_dir, stats.train_rows, cost, device, speed).seconds_per_step * steps / 60
     capped = False
-    if preset == "Auto" and minutes > BUDGET_MINUTES[device]:
+    until_stopped = preset == "Auto" and bool(spec.early_stopping_patience) and not {"epochs", "max_steps"} & set(settings)
+    if until_stopped:
+        # A ceiling, not a target: MAX_PASSES passes or the time budget, never below Balanced's steps (or, on a slow
+        # machine, MIN_STEPS_WHEN_CUT); early stopping ends the run when the held-out loss stops improving.
+        per_step = minutes / steps
+        within_budget = int(BUDGET_MINUTES[device] / per_step)
+        ceiling = per_pass * max(passes, MAX_PASSES)
+        most = min(max(min(ceiling, within_budget), min(steps, MIN_STEPS_WHEN_CUT)), ceiling)
+        # Checks: about CHECKS_IN_BALANCED in Balanced's steps, fewer where the validation rows are many, at least four a run.
+        check_every = max(1, min(max(steps // CHECKS_IN_BALANCED, math.ceil(CHECK_COST * stats.validation_rows / spec.batch_size)),
+                                 most // 4))
+        planned.update(save_steps=check_every, early_stopping_patience=AUTO_PATIENCE)
+        spec = TrainSpec.from_dict({**dataclasses.asdict(spec), **{k: v for k, v in planned.items() if k not in settings}})
+        steps, minutes, capped = most, per_step * most, within_budget < ceiling
+    elif preset == "Auto" and minutes > BUDGET_MINUTES[device]:
         # Cut to the budget, but never below what can learn a task: a slow machine gets a longer run, said in minutes.
         cut = max(min(steps, MIN_STEPS_WHEN_CUT), int(steps * BUDGET_MINUTES[device] / minutes))
         steps, minutes, capped = cut, minutes * cut / steps, cut < steps
-    chosen = {"max_steps": steps} if capped or preset == "Quick test" or steps % per_pass else {"epochs": float(passes)}
+    chosen = {"max_steps": steps} if capped or until_stopped or preset == "Quick test" or steps % per_pass else {"epochs": float(passes)}
     if "epochs" in settings or "max_steps" in settings:  # the user's length wins
         chosen = {k: settings[k] for k in ("epochs", "max_steps") if k in settings}
         user = TrainSpec.from_dict({**planned, **settings})
@@ -186,7 +222,7 @@ def make_plan(stats: DataStats, preset: str, settings: dict, device: str, model_
         capped = False
     spec = TrainSpec.from_dict({**dataclasses.asdict(spec), **{"epochs": 1.0, "max_steps": 0}, **chosen})
     kept = [f"{k.replace('_', ' ')} {getattr(spec, k):g}" for k in settings if k in planned and k != "objective" or k in ("epochs", "max_steps")]
-    return Plan(preset, spec, stats, steps, steps / per_pass, minutes, capped, kept)
+    return Plan(preset, spec, stats, steps, steps / per_pass, minutes, capped, kept, until_stopped)
 
 
 @lru_cache(maxsize=16)
