@@ -29,19 +29,20 @@ def submit_training(store: Store, *, dataset_id: int, base_model: str, spec: Tra
     return store.job(job.id)
 
 
-def feedback_plan(store: Store, adapter_id: int, refs: list[str]) -> TrainingPlan:
-    """What Train on feedback will do with these items for this adapter (studio.feedback.items.training_plan)."""
+def feedback_plan(store: Store, adapter_id: int, refs: list[str], weights: dict[str, int] | None = None) -> TrainingPlan:
+    """What Train on feedback will do with these items, weighted by rater, for this adapter (studio.feedback.items.training_plan)."""
     adapter = store.adapter(adapter_id)
-    return training_plan(store, refs, adapter_template(adapter))
+    return training_plan(store, refs, adapter_template(adapter), weights)
 
 
-def submit_feedback_training(store: Store, datasets_dir: Path, adapter_id: int, refs: list[str]) -> list[JobRecord]:
+def submit_feedback_training(store: Store, datasets_dir: Path, adapter_id: int, refs: list[str],
+                             weights: dict[str, int] | None = None) -> list[JobRecord]:
     """Train on feedback: the chosen votes and corrections become a preference dataset (their refs as its source) and a
     DPO job continuing `adapter_id` is queued; the new adapter records it as its parent. With enough corrections, an
     instruction-tuning job on them continues the adapter first, and the DPO job waits for it and continues its adapter.
     Returns the jobs in the order they run."""
     adapter = store.adapter(adapter_id)
-    pairs, corrections = feedback_datasets(store, datasets_dir, adapter, feedback_plan(store, adapter_id, refs))
+    pairs, corrections = feedback_datasets(store, datasets_dir, adapter, feedback_plan(store, adapter_id, refs, weights))
     # A few passes over a handful of rows: enough to move a LoRA adapter (DPO: held to its start by beta).
     settings = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-4, "max_length": adapter.spec.get("max_length", 512), "warmup_ratio": 0.0}
     dpo_spec = TrainSpec.from_dict({**settings, "objective": "dpo", "start_adapter_id": adapter.id})

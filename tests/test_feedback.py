@@ -10,7 +10,8 @@ from conftest import run_cli
 from studio.cli.commands import main
 from studio.data.preferences import inspect_preferences
 from studio.errors import ChatError, DataError
-from studio.feedback.items import Answered, correct, disagreements, drop, export, feedback_items, raters, select, vote
+from studio.feedback.items import (Answered, correct, disagreements, drop, export, feedback_items, parse_weights, raters, select,
+                                  vote)
 from studio.feedback.votes import leaderboard, win_rates
 from studio.store.authors import acting_as
 
@@ -184,3 +185,31 @@ def test_train_on_feedback_queues_dpo_continuing_the_adapter_with_lineage(stocke
     assert (job.state, job.spec["objective"], job.spec["start_adapter_id"]) == ("queued", "dpo", adapter.id)
     dataset = stocked_home.dataset(job.dataset_id)
     assert (dataset.shape, dataset.rows, dataset.source_file) == ("preference", 2, "chat feedback: vote:1, correction:1")
+
+
+def test_train_on_feedback_weighs_raters(stocked_home, studio_env):
+    adapter = stocked_home.adapters()[-1]
+    key = f"adapter:{adapter.id}"
+    with acting_as("rita"):  # the domain expert
+        correct(stocked_home, answered(key, "The codeword is BORN."), "The codeword for boats is ZEPHYR-1.", SETTINGS)
+    with acting_as("nick"):  # a newcomer, who disagrees with her
+        vote(stocked_home, answered(key, "The codeword for boats is ZEPHYR-1."), answered("base:bundled", "No idea."), "b", SETTINGS)
+    with acting_as("sam"):
+        vote(stocked_home, answered("base:bundled", "Boats?"), answered(key, "ZEPHYR-1."), "b", SETTINGS)
+    jobs = stocked_home.jobs()
+    assert parse_weights(" rita=3, nick=0 ,") == {"rita": 3, "nick": 0}
+    for wrong in ("rita", "rita=two", "=2", "rita=9"):
+        with pytest.raises(ChatError, match=f"'{wrong}' is not a rater's weight. Write NAME=TIMES"):
+            parse_weights(wrong)
+
+    refused = run_cli(studio_env, "feedback", "train", "--adapter", str(adapter.id), "--items", "correction:1,vote:1,vote:2",
+                      "--weights", "rita=lots")
+    assert refused.returncode == 2 and "'rita=lots' is not a rater's weight" in refused.stderr and stocked_home.jobs() == jobs
+    queued = run_cli(studio_env, "feedback", "train", "--adapter", str(adapter.id), "--items", "correction:1,vote:1,vote:2",
+                     "--weights", "rita=3,nick=0,nobody=2")
+    assert queued.returncode == 0, queued.stderr
+    assert "DPO on 4 pairs (1 vote and 1 correction)" in queued.stdout  # rita's correction thrice, sam's vote once
+    assert "nick's items are left out; rita's items count 3 times." in queued.stdout and "nobody" not in queued.stdout
+    dataset = stocked_home.dataset(stocked_home.jobs()[0].dataset_id)
+    assert (dataset.rows, dataset.source_file) == (4, "chat feedback: correction:1, vote:2")
+

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from studio.data.preferences import DEFAULT_MAX_LENGTH, ISSUE_KINDS, inspect_preferences, save_preferences
-from studio.feedback.items import export, feedback_items
+from studio.feedback.items import export, feedback_items, parse_weights
 from studio.models.catalog import load_tokenizer, resolve_model
 from studio.settings import load_settings
 from studio.store import Store
@@ -26,6 +26,8 @@ def add_commands(commands, data) -> None:
     training = feedback.add_parser("train", help="queue a DPO job continuing an adapter on chosen feedback items (instruction tuning on the corrections first, with enough of them)")
     training.add_argument("--adapter", required=True, help="the adapter to continue: its id, name or folder")
     training.add_argument("--items", required=True, help="comma-separated refs of the items to train on, e.g. vote:3,correction:2")
+    training.add_argument("--weights", default="", help="raters' weights, e.g. ana=2,ben=0: each item of ana's is trained on twice, "
+                                                        "ben's not at all (a rater not named weighs 1)")
     training.set_defaults(run=train_command)
 
     pairs = data.add_parser("pairs", help="validate a preference file (prompt, chosen, rejected) as the Data tab does")
@@ -89,9 +91,9 @@ def train_command(args: argparse.Namespace) -> int:
     use_queue_of(settings)  # the queue of the studio these settings name, as the store is
     store = Store(settings.db_path)
     refs = [ref.strip() for ref in args.items.split(",") if ref.strip()]
-    adapter = store.find_adapter(args.adapter)
-    print(feedback_plan(store, adapter.id, refs).describe(adapter.name))
-    for job in submit_feedback_training(store, settings.datasets_dir, adapter.id, refs):
+    adapter, weights = store.find_adapter(args.adapter), parse_weights(args.weights)
+    print(feedback_plan(store, adapter.id, refs, weights).describe(adapter.name))
+    for job in submit_feedback_training(store, settings.datasets_dir, adapter.id, refs, weights):
         waits = f", after job {job.after_job_id}" if job.after_job_id else ""
         print(f"Queued job {job.id} '{job.name}': {job.spec['objective'].upper()} on dataset {job.dataset_id}{waits}.")
     return 0

@@ -7,6 +7,7 @@ and a pair preferring it over the model's answer. The user can drop items from t
 dropped votes still count in the rankings (studio.feedback.votes).
 """
 
+import dataclasses
 import json
 import random
 from dataclasses import dataclass
@@ -204,39 +205,63 @@ def export(store: Store, path: Path, refs: list[str] | None = None) -> int:
 MIN_CORRECTIONS = 4
 
 
+MOST_WEIGHT = 5  # a rater's items are trained on at most this many times each
+
+
+def parse_weights(text: str) -> dict[str, int]:
+    """Raters' weights written "ana=2, ben=1": each item of a rater of weight 2 is trained on twice, of weight 0 not at
+    all; a rater not named weighs 1. Raises ChatError, naming the part that is wrong, for anything else."""
+    weights = {}
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        name, _, times = part.partition("=")
+        if not name.strip() or not times.strip().isdigit() or int(times) > MOST_WEIGHT:
+            raise ChatError(f"'{part}' is not a rater's weight. Write NAME=TIMES with TIMES a whole number from 0 to {MOST_WEIGHT}, "
+                            "separated by commas, e.g. ana=2, ben=1.")
+        weights[name.strip()] = int(times)
+    return weights
+
+
 @dataclass(frozen=True)
 class TrainingPlan:
     """What Train on feedback does with the chosen items: DPO on the pairs and, with enough corrections,
     instruction tuning on the corrections first. Said in words before anything is queued."""
 
-    pairs: list[FeedbackItem]  # wins and corrections: each a preference pair
+    pairs: list[FeedbackItem]  # wins and corrections: each a preference pair, repeated as its rater's weight says
     corrections: list[FeedbackItem]  # the corrections that train as instruction rows first; empty when too few
     template: str  # the adapter's prompt format, which the instruction rows are trained in
+    weights: dict[str, int] = dataclasses.field(default_factory=dict)  # raters' weights other than 1 (parse_weights)
 
     def describe(self, adapter_name: str) -> str:
-        pairs = f"DPO on {count_of(len(self.pairs), 'pair')} ({items_in_words(i.ref for i in self.pairs)})"
+        pairs = f"DPO on {count_of(len(self.pairs), 'pair')} ({items_in_words(dict.fromkeys(i.ref for i in self.pairs))})"
+        weighed = "".join(f"; {rater}'s items {'count ' + str(times) + ' times' if times else 'are left out'}"
+                          for rater, times in sorted(self.weights.items()) if times != 1)
         if not self.corrections:
-            return f"{pairs[0].upper()}{pairs[1:]}, continuing '{adapter_name}'."
+            return f"{pairs[0].upper()}{pairs[1:]}, continuing '{adapter_name}'{weighed}."
         return (f"First instruction tuning on {count_of(len(self.corrections), 'correction')} as instruction rows, with as many "
                 f"of the rows '{adapter_name}' trained on so that it keeps what it knew, continuing '{adapter_name}'; "
-                f"then {pairs}, continuing from that.")
+                f"then {pairs}, continuing from that{weighed}.")
 
 
-def training_plan(store: Store, refs: list[str], template: str) -> TrainingPlan:
-    """What Train on feedback will do with the items named by `refs`, for an adapter trained with `template`.
+def training_plan(store: Store, refs: list[str], template: str, weights: dict[str, int] | None = None) -> TrainingPlan:
+    """What Train on feedback will do with the items named by `refs`, for an adapter trained with `template`;
+    `weights` (parse_weights) repeats each rater's items, so a domain expert's count more than a newcomer's.
 
     Corrections are also instruction rows when there are at least MIN_CORRECTIONS of them; an adapter of
     the one-question Alpaca format learns only corrections of a single question that way (the rest stay pairs).
     Raises ChatError when nothing is selected, an item is unknown, or none of the items is a pair.
     """
-    items = select(store, refs)
+    chosen, weights = select(store, refs), weights or {}
+    items = [item for item in chosen for _ in range(weights.get(item.rater, 1))]
     pairs = [item for item in items if item.is_pair]
     if not pairs:
         raise ChatError("None of the selected feedback is a preference pair (ties and identical answers are not). "
                         "Select wins or corrections, then train again.")
     one_question = get_template(template).kind != "chat"
     corrections = [i for i in pairs if i.ref.startswith("correction:") and not (one_question and len(i.turns) > 1)]
-    return TrainingPlan(pairs, corrections if len(corrections) >= MIN_CORRECTIONS else [], template)
+    return TrainingPlan(pairs, corrections if len(corrections) >= MIN_CORRECTIONS else [], template,
+                        {rater: times for rater, times in weights.items() if any(i.rater == rater for i in chosen)})
 
 
 def feedback_datasets(store: Store, datasets_dir: Path, adapter: AdapterRecord, plan: TrainingPlan) -> tuple[DatasetRecord, DatasetRecord | None]:
@@ -244,14 +269,14 @@ def feedback_datasets(store: Store, datasets_dir: Path, adapter: AdapterRecord, 
     dataset in the adapter's prompt format; each names its items in its source, the lineage back to the votes and corrections."""
     pairs = store_records(store, datasets_dir, [{"prompt": _with_system(i), "chosen": i.chosen, "rejected": i.rejected} for i in plan.pairs],
                           name=f"feedback on {adapter.name}", format="feedback", shape="preference", mapping={}, template="chat",
-                          validation_fraction=0.0, split_seed=42, source_file=FEEDBACK_SOURCE + ", ".join(i.ref for i in plan.pairs))
+                          validation_fraction=0.0, split_seed=42, source_file=FEEDBACK_SOURCE + ", ".join(dict.fromkeys(i.ref for i in plan.pairs)))
     if not plan.corrections:
         return pairs, None
     rows = [{"messages": _with_system(i) + [{"role": "assistant", "content": i.chosen}]} for i in plan.corrections]
     rows += replay_rows(store, adapter, len(rows))
     corrections = store_records(store, datasets_dir, rows, name=f"corrections of {adapter.name}", format="feedback", shape="chat",
                                 mapping={}, template=plan.template, validation_fraction=0.0, split_seed=42,
-                                source_file=FEEDBACK_SOURCE + ", ".join(i.ref for i in plan.corrections))
+                                source_file=FEEDBACK_SOURCE + ", ".join(dict.fromkeys(i.ref for i in plan.corrections)))
     return pairs, corrections
 
 

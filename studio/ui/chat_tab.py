@@ -11,7 +11,8 @@ from jobs.control import feedback_plan, submit_feedback_training
 from studio.adapters.in_use import in_use
 from studio.chat.server import GenerationSettings, ModelServer, choose_listed
 from studio.errors import ChatError, StudioError
-from studio.feedback.items import MIN_CORRECTIONS, Answered, correct, disagreements, drop, feedback_items, raters, swapped_sides
+from studio.feedback.items import (MIN_CORRECTIONS, Answered, correct, disagreements, drop, feedback_items, parse_weights, raters,
+                                  swapped_sides)
 from studio.feedback.items import vote as record_feedback_vote
 from studio.feedback.votes import WINNERS, leaderboard, win_rates
 from studio.people import activity
@@ -129,6 +130,9 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
             pick_all = gr.Button("Pick all listed", elem_id="chat-feedback-pick-all")
             drop_button = gr.Button("Drop from training", elem_id="chat-feedback-drop")
             train_button = gr.Button("Train on feedback", variant="primary", elem_id="chat-feedback-train")
+        feedback_weights = gr.Textbox(label="Raters' weights (optional)", placeholder="ana=2, ben=1", elem_id="chat-feedback-weights",
+                                      info="Each item of a rater of weight 2 is trained on twice, of weight 0 not at all; "
+                                           "a rater not named weighs 1. Give a domain expert's corrections more weight than a newcomer's votes.")
         gr.Markdown("*Train on feedback* saves the picked wins and corrections as a preference dataset and queues a DPO job "
                     f"that continues the adapter picked in *Feedback about*; with {MIN_CORRECTIONS} corrections or more, it first "
                     "trains on the corrections as instruction rows (with as many rows it trained on, so it keeps what it knew). The new adapter lists its parent and the feedback it learned from.")
@@ -244,20 +248,20 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
             raise ChatError("Pick the adapter to continue in 'Feedback about' first: Train on feedback continues an adapter with DPO.")
         return int(model_ref.split(":")[1])
 
-    def plan_said(refs: list[str] | None, model_ref: str | None) -> str:
+    def plan_said(refs: list[str] | None, model_ref: str | None, weights: str) -> str:
         """What Train on feedback would do with the picked items, said before anything is queued."""
         if not refs:
             return ""
         try:
             adapter = store.adapter(adapter_to_continue(model_ref))
-            return "Train on feedback will do this: " + feedback_plan(store, adapter.id, refs).describe(adapter.name)
+            return "Train on feedback will do this: " + feedback_plan(store, adapter.id, refs, parse_weights(weights)).describe(adapter.name)
         except StudioError as error:
             return str(error)
 
     @needs("train")
     @shown_to_user
-    def train_on(refs: list[str] | None, model_ref: str | None):
-        jobs = submit_feedback_training(store, settings.datasets_dir, adapter_to_continue(model_ref), refs or [])
+    def train_on(refs: list[str] | None, model_ref: str | None, weights: str = ""):
+        jobs = submit_feedback_training(store, settings.datasets_dir, adapter_to_continue(model_ref), refs or [], parse_weights(weights))
         steps = []
         for job in jobs:
             rows = store.dataset(job.dataset_id).rows
@@ -269,8 +273,9 @@ def build(settings: Settings, store: Store, server: ModelServer, page: gr.Tab) -
         return (f"Queued {'; then '.join(steps)}. Follow it in the Jobs tab; the new adapter then appears here and in Compare "
                 "with its lineage.")
 
-    feedback_pick.change(plan_said, [feedback_pick, feedback_model], feedback_plan_note, show_progress="hidden")
-    train_button.click(train_on, [feedback_pick, feedback_model], voted, api_name="train_on_feedback")
+    gr.on([feedback_pick.change, feedback_weights.change], plan_said, [feedback_pick, feedback_model, feedback_weights], feedback_plan_note,
+          show_progress="hidden")
+    train_button.click(train_on, [feedback_pick, feedback_model, feedback_weights], voted, api_name="train_on_feedback")
     on_show(page, lambda model_key, rater: (gr.Dropdown(choices=model_choices(store)), gr.Dropdown(choices=[("(none: chat with A alone)", "")] + model_choices(store)),
                                    vote_rows(store), leaderboard_rows(store), gr.Dropdown(choices=[("(every model)", "")] + model_choices(store)),
                                    *refreshed_feedback(model_key, rater)),
