@@ -74,13 +74,9 @@ def delete(store: Store, settings: Settings, ref: str, *, person: str, role: str
             erased = list({part.ref: part for part in everything}.values())
             files = [path for part in erased for path in _erase_record(store, settings, part, person)]
             inside = [p for p in files if p.exists() and p.resolve().is_relative_to(settings.home.resolve())]
-            for number, path in enumerate(inside):
-                trash.mkdir(parents=True, exist_ok=True)
-                aside = trash / f"{number}-{path.name}"
-                path.rename(aside)
-                moved.append((path, aside))
-            if any(part.kind == "dataset" for part in erased):
-                moved += _move_aside(settings.token_cache_dir, trash)  # tokenised rows of the data: rebuilt by the next training
+            moved += [_move_aside(path, trash / f"{number}-{path.name}") for number, path in enumerate(inside)]
+            if any(part.kind == "dataset" for part in erased) and settings.token_cache_dir.exists():
+                moved.append(_move_aside(settings.token_cache_dir, trash / "encoded"))  # tokenised rows: rebuilt by the next training
             activity.record(store, person, "delete", f"deleted {item}" + "".join(f", {p}" for p in erased[1:]))
     except BaseException:
         for path, aside in reversed(moved):
@@ -125,10 +121,7 @@ def _erase_record(store: Store, settings: Settings, item: Item, person: str) -> 
     return []
 
 
-def _move_aside(folder: Path, trash: Path) -> list[tuple[Path, Path]]:
-    if not folder.exists():
-        return []
-    trash.mkdir(parents=True, exist_ok=True)
-    aside = trash / folder.name.lstrip(".")
-    folder.rename(aside)
-    return [(folder, aside)]
+def _move_aside(path: Path, aside: Path) -> tuple[Path, Path]:
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    path.rename(aside)
+    return path, aside

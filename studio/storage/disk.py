@@ -92,7 +92,10 @@ def clear(store: Store, settings: Settings, person: str, downloads_dir: Path | N
     for kind in clearable(store, settings, downloads_dir):
         for path in kind.paths:
             freed += size_of(path)
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
     activity.record(store, person, "storage", f"cleared {freed / 2**20:,.1f} MB of checkpoints, caches and leftovers")
     return freed
 

@@ -207,7 +207,7 @@ def make_plan(stats: DataStats, preset: str, settings: dict, device: str, model_
         check_every = max(1, min(max(steps // CHECKS_IN_BALANCED, math.ceil(CHECK_COST * stats.validation_rows / spec.batch_size)),
                                  most // 4))
         planned.update(save_steps=check_every, early_stopping_patience=AUTO_PATIENCE)
-        spec = TrainSpec.from_dict({**dataclasses.asdict(spec), **{k: v for k, v in planned.items() if k not in settings}})
+        spec = TrainSpec.from_dict({**planned, **settings, "epochs": 1.0, "max_steps": 0})
         steps, minutes, capped = most, per_step * most, within_budget < ceiling
     elif preset == "Auto" and minutes > BUDGET_MINUTES[device]:
         # Cut to the budget, but never below what can learn a task: a slow machine gets a longer run, said in minutes.
